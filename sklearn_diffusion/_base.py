@@ -1,0 +1,287 @@
+"""The scikit-learn facade shared by the diffusion estimators (L4).
+
+:class:`BaseDiffusionEstimator` owns the public flow (validation,
+standardization, seeding, devices, pickling, ``sample``, ``score_samples``,
+``score``); a subclass says how its noise model is built, trained and
+differentiated through three small hooks, as ``BaseMixture`` does for
+scikit-learn's mixtures.
+"""
+
+import copy
+import io
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, DensityMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._utils import chunks, make_generator, resolve_device, to_tensor
+from .likelihood import exact_divergence, hutchinson_divergence, log_density
+from .networks import score_from_noise
+from .sampling import SAMPLERS
+
+_MAX_SEED = np.iinfo(np.int32).max
+
+
+def _tuple_of(kind, length=None):
+    """A parameter-constraint-friendly check that ``value`` is a tuple of ``kind``."""
+
+    def check(name, value):
+        ok = isinstance(value, (tuple, list)) and all(isinstance(v, kind) and v > 0 for v in value)
+        if not ok or len(value) == 0 or (length is not None and len(value) != length):
+            size = f"{length} " if length else ""
+            raise ValueError(f"{name} must be a tuple of {size}positive numbers, got {value!r}.")
+        return tuple(value)
+
+    return check
+
+
+_check_layers = _tuple_of(Integral)
+_check_window = _tuple_of(Real, length=2)
+
+
+class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
+    """Shared flow of the diffusion density estimators (not for direct use).
+
+    Subclasses implement ``_fit_model(Z, Z_val, device, seed)`` returning a
+    :class:`~sklearn_diffusion.training.TrainingResult` whose ``model(x, t)``
+    is the noise prediction (``Z_val`` is None without early stopping), and
+    may override ``_score_div_fn(model)`` when they have a cheaper exact
+    divergence.
+    """
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like"],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "loss": [StrOptions({"bootstrap", "dsm"})],
+        "bootstrap_window": ["array-like"],
+        "bootstrap_step": [Interval(Real, 0, None, closed="neither")],
+        "bootstrap_weight": [Interval(Real, 0, 1, closed="both")],
+        "ema_decay": [Interval(Real, 0, 1, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "t_min": [Interval(Real, 0, None, closed="neither")],
+        "t_max": [Interval(Real, 0, None, closed="neither")],
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "sampler": [StrOptions(set(SAMPLERS))],
+        "divergence": [StrOptions({"auto", "exact", "hutchinson"})],
+        "n_probes": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    #: Largest ``d`` for which ``divergence="auto"`` takes the exact trace.
+    _exact_divergence_max_features = 8
+    #: Rows per inference chunk; results do not depend on it.
+    _chunk_size = 2048
+
+    # ---------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the score model on the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; at least two rows, finite values.
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        self._check_settings()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        self.mean_ = X.mean(axis=0).astype(np.float64)
+        scale = X.std(axis=0).astype(np.float64)
+        # A constant column keeps its unit scale instead of dividing by zero.
+        self.scale_ = np.where(scale > 1e-12 * (1 + np.abs(self.mean_)), scale, 1.0)
+        rng = check_random_state(self.random_state)
+        seed, probe_seed = rng.randint(_MAX_SEED, size=2)
+        device = resolve_device(self.device)
+        self.device_ = str(device)
+        Z = (X - self.mean_) / self.scale_
+        n_val = int(self.validation_fraction * len(Z)) if self.early_stopping else 0
+        # Too few rows to hold any out: train on all of them, without stopping early.
+        order = rng.permutation(len(Z))
+        Z_val = to_tensor(Z[order[:n_val]], device) if n_val > 0 else None
+        Z = to_tensor(Z[order[n_val:]] if n_val > 0 else Z, device)
+        result = self._fit_model(Z, Z_val, device, int(seed))
+        self.model_ = result.model.cpu().eval()
+        self.loss_curve_ = result.loss_curve
+        self.validation_loss_curve_ = result.validation_curve
+        self.n_iter_ = len(result.loss_curve)
+        self.best_iter_ = result.best_iter
+        probe_rng = np.random.default_rng(int(probe_seed))
+        self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, X.shape[1]))
+        return self
+
+    def _check_settings(self):
+        _check_layers("hidden_layer_sizes", self.hidden_layer_sizes)
+        lo, hi = _check_window("bootstrap_window", self.bootstrap_window)
+        if not lo < hi:
+            raise ValueError(f"bootstrap_window must satisfy low < high, got {self.bootstrap_window!r}.")
+        if not self.t_min < self.t_max:
+            raise ValueError(f"t_min must be smaller than t_max, got {self.t_min} and {self.t_max}.")
+
+    def _training_kwargs(self):
+        """Keyword arguments of :func:`~sklearn_diffusion.training.fit_noise_model`."""
+        return dict(
+            max_iter=self.max_iter,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            t_min=self.t_min,
+            t_max=self.t_max,
+            loss=self.loss,
+            bootstrap_window=tuple(self.bootstrap_window),
+            bootstrap_step=self.bootstrap_step,
+            bootstrap_weight=self.bootstrap_weight,
+            ema_decay=self.ema_decay,
+            n_iter_no_change=self.n_iter_no_change,
+            verbose=self.verbose,
+        )
+
+    # ------------------------------------------------------- inference
+    def _inference_device(self):
+        device = torch.device(self.device_)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            warnings.warn(
+                f"The model was fitted on {self.device_}, which is not available; using the CPU.",
+                RuntimeWarning,
+            )
+            return torch.device("cpu")
+        return device
+
+    def _model_on(self, device):
+        # nn.Module.to moves in place; the fitted model stays on the CPU.
+        return self.model_ if device.type == "cpu" else copy.deepcopy(self.model_).to(device)
+
+    @staticmethod
+    def _score_fn(model):
+        return lambda x, t: score_from_noise(model(x, t), t)
+
+    def _score_div_fn(self, model):
+        """``(x, t) -> (score, divergence)`` of the fitted model."""
+        score_fn = self._score_fn(model)
+        exact = self.divergence == "exact" or (
+            self.divergence == "auto" and self.n_features_in_ <= self._exact_divergence_max_features
+        )
+        if exact:
+            return exact_divergence(score_fn)
+        probes = torch.as_tensor(self.probes_, dtype=torch.float32, device=next(model.parameters()).device)
+        return hutchinson_divergence(score_fn, probes)
+
+    def _standardize(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return (X - self.mean_) / self.scale_
+
+    def score_samples(self, X):
+        """Log-density of each row of ``X`` under the fitted model.
+
+        Computed along the probability-flow ODE with a fixed-step integrator,
+        so a row's value is deterministic and does not depend on the others.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            Log-density of each row, on the scale of the input features.
+        """
+        Z = self._standardize(X)
+        device = self._inference_device()
+        model = self._model_on(device)
+        with torch.no_grad():
+            lp = log_density(
+                self._score_div_fn(model),
+                to_tensor(Z, device),
+                t_min=self.t_min,
+                t_max=self.t_max,
+                n_steps=self.n_steps,
+                chunk_size=self._chunk_size,
+            )
+        return lp.cpu().numpy().astype(np.float64) - np.log(self.scale_).sum()
+
+    def score(self, X, y=None):
+        """Mean log-density of the rows of ``X`` (higher is better).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        score : float
+        """
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw new rows from the fitted model.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of rows to draw.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draw; the same value gives the same rows.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+        seed = check_random_state(random_state).randint(_MAX_SEED)
+        device = self._inference_device()
+        generator = make_generator(seed, device)
+        score_fn = self._score_fn(self._model_on(device))
+        sampler = SAMPLERS[self.sampler]
+        z = torch.randn(n_samples, self.n_features_in_, generator=generator, device=device)
+        Z = torch.cat(
+            [
+                sampler(score_fn, z[rows], t_min=self.t_min, t_max=self.t_max,
+                        n_steps=self.n_steps, generator=generator)
+                for rows in chunks(n_samples, self._chunk_size)
+            ]
+        )
+        Z = Z.cpu().numpy().astype(np.float64)
+        return Z * self.scale_ + self.mean_
+
+    # ------------------------------------------------------- pickling
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "model_" in state:
+            buffer = io.BytesIO()
+            torch.save(state["model_"], buffer)
+            state = {**state, "model_": buffer.getvalue()}
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("model_"), bytes):
+            # Weights saved from any device land on the CPU, so a model fitted
+            # on a GPU loads on a machine without one.
+            buffer = io.BytesIO(state["model_"])
+            state = {**state, "model_": torch.load(buffer, map_location="cpu", weights_only=False)}
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+

@@ -1,0 +1,79 @@
+"""Small utilities shared by every layer: devices, generators, tensors (L0).
+
+Nothing here knows about scikit-learn or about diffusion.
+"""
+
+import numpy as np
+import torch
+
+__all__ = ["resolve_device", "make_generator", "to_tensor", "chunks", "DTYPE"]
+
+#: Compute dtype of every torch computation in the library.
+DTYPE = torch.float32
+
+
+def resolve_device(device):
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"`` or a ``torch.device`` into a device.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"`` picks CUDA when it is available and the CPU otherwise.
+
+    Returns
+    -------
+    torch.device
+
+    Examples
+    --------
+    >>> from sklearn_diffusion._utils import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was requested but CUDA is not available.")
+    return device
+
+
+def make_generator(seed, device="cpu"):
+    """A ``torch.Generator`` on ``device`` seeded with the integer ``seed``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion._utils import make_generator
+    >>> g = make_generator(0)
+    >>> torch.randn(2, generator=g).shape
+    torch.Size([2])
+    """
+    generator = torch.Generator(device=torch.device(device))
+    generator.manual_seed(int(seed))
+    return generator
+
+
+def to_tensor(X, device):
+    """A float32 tensor on ``device`` from an array-like of shape (n, d).
+
+    Examples
+    --------
+    >>> from sklearn_diffusion._utils import to_tensor
+    >>> to_tensor([[1.0, 2.0]], "cpu").dtype
+    torch.float32
+    """
+    return torch.as_tensor(np.asarray(X), dtype=DTYPE, device=torch.device(device))
+
+
+def chunks(n, chunk_size):
+    """Slices that cover ``range(n)`` in pieces of at most ``chunk_size``.
+
+    Examples
+    --------
+    >>> from sklearn_diffusion._utils import chunks
+    >>> list(chunks(5, 2))
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    for start in range(0, n, chunk_size):
+        yield slice(start, min(start + chunk_size, n))

@@ -1,0 +1,23 @@
+"""scikit-learn's estimator checks over every public estimator."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_diffusion import BootstrappedScoreEstimator
+
+# Small networks and few steps: the checks test the API, not the fit.
+FAST = dict(hidden_layer_sizes=(16,), max_iter=20, n_steps=4, random_state=0)
+
+ESTIMATORS = [
+    BootstrappedScoreEstimator(**FAST),
+    BootstrappedScoreEstimator(**FAST, loss="dsm", sampler="sde", divergence="hutchinson"),
+]
+
+# No check is expected to fail.
+EXPECTED_FAILED_CHECKS = {}
+
+
+@parametrize_with_checks(
+    ESTIMATORS, expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(type(est).__name__, {})
+)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
