@@ -1,0 +1,225 @@
+"""BootstrappedScoreEstimator: accuracy, the scikit-learn contract, bad input."""
+
+import io
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from scipy import sparse, stats
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sklearn_diffusion import BootstrappedScoreEstimator
+
+FAST = dict(hidden_layer_sizes=(32, 32), max_iter=200, n_steps=8, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(300, 3)) @ np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.3], [0.0, 0.0, 0.5]])
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    return BootstrappedScoreEstimator(**FAST).fit(data)
+
+
+# ------------------------------------------------------------ accuracy
+def _mixture(n, rng):
+    means = np.array([[-2.0, 0.0], [2.0, 1.0]])
+    labels = rng.random(n) < 0.3
+    return means[labels.astype(int)] + 0.5 * rng.normal(size=(n, 2)), means
+
+
+@pytest.mark.parametrize(
+    "target, loss", [("gaussian", "bootstrap"), ("mixture", "bootstrap"), ("mixture", "dsm")]
+)
+def test_held_out_log_density_near_truth(target, loss):
+    rng = np.random.default_rng(1)
+    if target == "gaussian":
+        cov = np.array([[1.0, 0.8], [0.8, 1.0]])
+        X, X_test = (rng.multivariate_normal([1.0, -1.0], cov, size=n) for n in (2000, 2000))
+        truth = stats.multivariate_normal([1.0, -1.0], cov).logpdf(X_test).mean()
+    else:
+        (X, means), (X_test, _) = _mixture(2000, rng), _mixture(2000, rng)
+        comps = [stats.multivariate_normal(m, 0.25 * np.eye(2)) for m in means]
+        truth = np.log(0.7 * comps[0].pdf(X_test) + 0.3 * comps[1].pdf(X_test)).mean()
+    est = BootstrappedScoreEstimator(max_iter=1500, loss=loss, random_state=0).fit(X)
+    # With 2,000 rows the finite-sample gap of a flexible model is a few
+    # hundredths of a nat; 0.1 nats leaves room for seeds, not for a bug
+    # (a wrong sign or a missing Jacobian term costs whole nats).
+    assert abs(est.score(X_test) - truth) < 0.1
+
+
+def test_samples_follow_the_data(data):
+    est = BootstrappedScoreEstimator(hidden_layer_sizes=(64, 64), max_iter=1000, random_state=0)
+    est.fit(data)
+    new = est.sample(2000, random_state=0)
+    # Sample moments of 300 training rows are themselves off by ~0.06.
+    np.testing.assert_allclose(new.mean(0), data.mean(0), atol=0.15)
+    np.testing.assert_allclose(np.cov(new.T), np.cov(data.T), atol=0.2)
+
+
+# --------------------------------------------------- sklearn contract
+def test_fitted_attributes(fitted, data):
+    assert fitted.n_features_in_ == 3
+    assert fitted.n_iter_ == len(fitted.loss_curve_) <= FAST["max_iter"]
+    assert 1 <= fitted.best_iter_ <= fitted.n_iter_
+    assert fitted.model_.output.weight.device.type == "cpu"
+    assert np.isfinite(fitted.score(data))
+
+
+def test_pipeline_fits_samples_and_scores(data):
+    pipe = make_pipeline(StandardScaler(), BootstrappedScoreEstimator(**FAST)).fit(data)
+    assert pipe.score_samples(data[:5]).shape == (5,)
+    assert np.isfinite(pipe.score(data))
+    assert pipe[-1].sample(4, random_state=0).shape == (4, 3)
+
+
+def test_grid_search_selects_by_held_out_log_density(data):
+    # A heavy noise floor (t_min=1) smooths the density away: it must lose.
+    grid = GridSearchCV(BootstrappedScoreEstimator(**FAST), {"t_min": [1e-3, 1.0]}, cv=3).fit(data)
+    assert grid.best_params_ == {"t_min": 1e-3}
+    scores = grid.cv_results_["mean_test_score"]
+    assert scores[0] > scores[1] and np.isfinite(scores).all()
+
+
+def test_same_random_state_same_model_samples_and_scores(data, fitted):
+    again = BootstrappedScoreEstimator(**FAST).fit(data)
+    for p, q in zip(fitted.model_.parameters(), again.model_.parameters()):
+        assert torch.equal(p, q)
+    np.testing.assert_array_equal(fitted.sample(5, random_state=1), again.sample(5, random_state=1))
+    np.testing.assert_array_equal(fitted.score_samples(data), again.score_samples(data))
+    assert not np.array_equal(fitted.sample(5, random_state=1), fitted.sample(5, random_state=2))
+
+
+def test_score_samples_independent_of_chunks_and_order(fitted, data, monkeypatch):
+    ref = fitted.score_samples(data)
+    perm = np.random.default_rng(0).permutation(len(data))
+    np.testing.assert_allclose(fitted.score_samples(data[perm]), ref[perm], rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(type(fitted), "_chunk_size", 7)
+    np.testing.assert_allclose(fitted.score_samples(data), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_size_is_clipped_and_fit_still_trains(data):
+    est = BootstrappedScoreEstimator(**{**FAST, "batch_size": 10_000}).fit(data[:50])
+    assert np.isfinite(est.score(data))
+
+
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_divergence_options_agree_roughly(fitted, data, divergence):
+    est = clone(fitted).set_params(divergence=divergence).fit(data)
+    assert np.isfinite(est.score_samples(data)).all()
+
+
+def test_clone_pickle_and_joblib_round_trip(fitted, data, tmp_path):
+    ref = fitted.score_samples(data)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fitted)).score_samples(data), ref)
+    joblib.dump(fitted, tmp_path / "model.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "model.joblib").score_samples(data), ref)
+    assert clone(fitted).get_params() == fitted.get_params()
+
+
+def test_model_saved_on_cuda_loads_on_cpu_only_machine(fitted, data, monkeypatch):
+    # Simulate a GPU fit: tag every saved tensor as living on cuda:0 and the
+    # device as CUDA, as a pickle made on a GPU machine would be.
+    monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+    blob = pickle.dumps(fitted)
+    monkeypatch.undo()
+    # Without a mapping such a file does not load here.
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(io.BytesIO(_saved_model(fitted)), weights_only=False)
+    loaded = pickle.loads(blob)
+    loaded.device_ = "cuda:0"
+    with pytest.warns(RuntimeWarning, match="not available"):
+        np.testing.assert_array_equal(loaded.score_samples(data), fitted.score_samples(data))
+
+
+def _saved_model(est):
+    buffer = io.BytesIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(est.model_, buffer)
+    return buffer.getvalue()
+
+
+def test_pandas_input_sets_feature_names(data):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(data, columns=["a", "b", "c"])
+    est = BootstrappedScoreEstimator(**FAST).fit(frame)
+    np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c"])
+    assert est.score_samples(frame).shape == (300,)
+
+
+def test_float32_and_float64_input(data, fitted):
+    est = BootstrappedScoreEstimator(**FAST).fit(data.astype(np.float32))
+    np.testing.assert_allclose(est.score_samples(data), fitted.score_samples(data), rtol=1e-4, atol=1e-4)
+    assert est.score_samples(data.astype(np.float32)).dtype == np.float64
+    assert est.sample(2, random_state=0).dtype == np.float64
+
+
+def test_verbose_shows_progress(data, capsys):
+    BootstrappedScoreEstimator(**{**FAST, "verbose": 1}).fit(data)
+    assert "loss=" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "X, error, match",
+    [
+        (np.array([[0.0, np.nan], [1.0, 2.0], [2.0, 1.0]]), ValueError, "NaN"),
+        (np.array([[0.0, np.inf], [1.0, 2.0], [2.0, 1.0]]), ValueError, "infinity"),
+        (np.empty((0, 2)), ValueError, "0 sample"),
+        (np.ones((1, 2)), ValueError, "1 sample"),
+        (sparse.random(5, 2, density=0.5, format="csr", random_state=0), TypeError, "Sparse data"),
+        (np.ones((5, 2)) + 1j, ValueError, "Complex data"),
+        (np.array([["a", "b"], ["c", "d"]]), ValueError, "could not convert"),
+    ],
+)
+def test_bad_training_input(X, error, match):
+    with pytest.raises(error, match=match):
+        BootstrappedScoreEstimator(**FAST).fit(X)
+
+
+def test_wrong_number_of_columns_at_score(fitted):
+    with pytest.raises(ValueError, match="features"):
+        fitted.score_samples(np.ones((2, 4)))
+
+
+def test_unfitted_estimator_says_so():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        BootstrappedScoreEstimator().score_samples(np.ones((2, 2)))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"max_iter": 0}, "max_iter"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"hidden_layer_sizes": (16, 0)}, "hidden_layer_sizes"),
+        ({"hidden_layer_sizes": ()}, "hidden_layer_sizes"),
+        ({"n_steps": 0}, "n_steps"),
+        ({"loss": "mse"}, "loss"),
+        ({"bootstrap_window": (1.0, 0.5)}, "bootstrap_window"),
+        ({"t_min": 2.0, "t_max": 1.0}, "t_min"),
+        ({"device": "cuda:7" if not torch.cuda.is_available() else "nonsense"}, "device|cuda|CUDA"),
+    ],
+)
+def test_bad_parameters(params, match, data):
+    with pytest.raises(ValueError, match=match):
+        BootstrappedScoreEstimator(**{**FAST, **params}).fit(data)
+
+
+@pytest.mark.parametrize("n_samples", [0, -3, 2.5])
+def test_bad_n_samples(fitted, n_samples):
+    with pytest.raises(ValueError, match="n_samples"):
+        fitted.sample(n_samples)
