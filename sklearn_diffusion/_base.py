@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils import chunks, make_generator, resolve_device, to_tensor
+from ._utils import make_generator, map_chunks, resolve_device, to_tensor
 from .likelihood import exact_divergence, hutchinson_divergence, log_density
 from .networks import score_from_noise
 from .sampling import SAMPLERS
@@ -177,9 +177,8 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
             self.divergence == "auto" and self.n_features_in_ <= self._exact_divergence_max_features
         )
         if exact:
-            return exact_divergence(score_fn)
-        probes = torch.as_tensor(self.probes_, dtype=torch.float32, device=next(model.parameters()).device)
-        return hutchinson_divergence(score_fn, probes)
+            return exact_divergence(score_fn, self.n_features_in_)
+        return hutchinson_divergence(score_fn, torch.as_tensor(self.probes_))
 
     def _standardize(self, X):
         check_is_fitted(self)
@@ -206,6 +205,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         model = self._model_on(device)
         with torch.no_grad():
             lp = log_density(
+                self._score_fn(model),
                 self._score_div_fn(model),
                 to_tensor(Z, device),
                 t_min=self.t_min,
@@ -253,12 +253,11 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         score_fn = self._score_fn(self._model_on(device))
         sampler = SAMPLERS[self.sampler]
         z = torch.randn(n_samples, self.n_features_in_, generator=generator, device=device)
-        Z = torch.cat(
-            [
-                sampler(score_fn, z[rows], t_min=self.t_min, t_max=self.t_max,
-                        n_steps=self.n_steps, generator=generator)
-                for rows in chunks(n_samples, self._chunk_size)
-            ]
+        Z = map_chunks(
+            lambda part: sampler(score_fn, part, t_min=self.t_min, t_max=self.t_max,
+                                 n_steps=self.n_steps, generator=generator),
+            z,
+            self._chunk_size,
         )
         Z = Z.cpu().numpy().astype(np.float64)
         return Z * self.scale_ + self.mean_

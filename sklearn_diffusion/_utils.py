@@ -6,7 +6,7 @@ Nothing here knows about scikit-learn or about diffusion.
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "make_generator", "to_tensor", "chunks", "DTYPE"]
+__all__ = ["resolve_device", "make_generator", "to_tensor", "chunks", "map_chunks", "DTYPE"]
 
 #: Compute dtype of every torch computation in the library.
 DTYPE = torch.float32
@@ -77,3 +77,35 @@ def chunks(n, chunk_size):
     """
     for start in range(0, n, chunk_size):
         yield slice(start, min(start + chunk_size, n))
+
+
+#: Chunks are padded to a multiple of this many rows (see :func:`map_chunks`).
+ROW_MULTIPLE = 16
+
+
+def map_chunks(fn, x, chunk_size):
+    """``fn`` applied to ``x`` (n, d) in chunks of rows, results concatenated.
+
+    Each chunk is padded with zero rows to a multiple of ``ROW_MULTIPLE``:
+    matrix-multiply libraries choose their kernel by the number of rows, and
+    below about 16 rows a different kernel rounds differently. With padding, a
+    row's result is the same bit for bit whatever rows it is passed with.
+    ``fn`` must act on rows independently and return a tensor with one
+    leading entry per row.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion._utils import map_chunks
+    >>> map_chunks(lambda x: x.sum(1), torch.ones(5, 2), chunk_size=2).tolist()
+    [2.0, 2.0, 2.0, 2.0, 2.0]
+    """
+    out = []
+    for rows in chunks(x.shape[0], chunk_size):
+        part = x[rows]
+        n = part.shape[0]
+        pad = (-n) % ROW_MULTIPLE
+        if pad:
+            part = torch.cat([part, part.new_zeros((pad, *part.shape[1:]))])
+        out.append(fn(part)[:n])
+    return torch.cat(out)

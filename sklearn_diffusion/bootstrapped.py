@@ -21,7 +21,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
 
     Parameters
     ----------
-    hidden_layer_sizes : tuple of int, default=(256, 256, 256)
+    hidden_layer_sizes : tuple of int, default=(128, 128, 128)
         Widths of the hidden layers of the score network.
     max_iter : int, default=4000
         Maximum number of optimizer steps.
@@ -125,7 +125,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
     def __init__(
         self,
         *,
-        hidden_layer_sizes=(256, 256, 256),
+        hidden_layer_sizes=(128, 128, 128),
         max_iter=4000,
         batch_size=256,
         learning_rate=1e-3,

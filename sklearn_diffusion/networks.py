@@ -104,7 +104,7 @@ class ScoreMLP(nn.Module):
     ----------
     n_features : int
         Number of coordinates ``d``.
-    hidden_layer_sizes : tuple of int, default=(256, 256, 256)
+    hidden_layer_sizes : tuple of int, default=(128, 128, 128)
         Width of each hidden layer.
     time_embedding_dim : int, default=32
         Number of Fourier features of ``log t``.
@@ -121,7 +121,7 @@ class ScoreMLP(nn.Module):
     """
 
     def __init__(
-        self, n_features, hidden_layer_sizes=(256, 256, 256), time_embedding_dim=32, generator=None
+        self, n_features, hidden_layer_sizes=(128, 128, 128), time_embedding_dim=32, generator=None
     ):
         super().__init__()
         widths = [n_features, *hidden_layer_sizes]

@@ -24,7 +24,7 @@ def test_exact_gaussian_score_gives_exact_log_density():
     mean, cov = _gaussian()
     x = _draw(mean, cov, 50)
     score_fn = lambda x, t: gaussian_score(x, t, mean, cov)  # noqa: E731
-    lp = log_density(exact_divergence(score_fn), x, t_min=T_MIN, t_max=T_MAX, n_steps=16)
+    lp = log_density(score_fn, exact_divergence(score_fn, x.shape[1]), x, t_min=T_MIN, t_max=T_MAX, n_steps=16)
     truth = gaussian_log_density(x, torch.full((50,), T_MIN, dtype=D), mean, cov)
     # 16 RK4 steps in log-time: about 1e-4 nats on this target.
     assert (lp - truth).abs().max() < 1e-3
@@ -36,7 +36,7 @@ def test_exact_mixture_score_gives_exact_log_density():
     covs = torch.stack([0.3 * torch.eye(2, dtype=D), torch.tensor([[1.0, 0.3], [0.3, 0.5]], dtype=D)])
     x = torch.cat([_draw(means[0], covs[0], 50), _draw(means[1], covs[1], 50, seed=1)])
     score_fn = lambda x, t: gaussian_mixture_score(x, t, w, means, covs)  # noqa: E731
-    lp = log_density(exact_divergence(score_fn), x, t_min=T_MIN, t_max=T_MAX, n_steps=32)
+    lp = log_density(score_fn, exact_divergence(score_fn, x.shape[1]), x, t_min=T_MIN, t_max=T_MAX, n_steps=32)
     truth = gaussian_mixture_log_density(x, torch.full((100,), T_MIN, dtype=D), w, means, covs)
     # The mixture's score bends more in time than a Gaussian's: 32 steps for 1e-2.
     assert (lp - truth).abs().max() < 1e-2
@@ -46,7 +46,7 @@ def test_divergences_agree():
     mean, cov = _gaussian()
     score_fn = lambda x, t: gaussian_score(x, t, mean, cov)  # noqa: E731
     x, t = _draw(mean, cov, 7), torch.full((7,), 0.05, dtype=D)
-    _, exact = exact_divergence(score_fn)(x, t)
+    _, exact = exact_divergence(score_fn, 3)(x, t)
     truth = -torch.diagonal(torch.linalg.inv(torch.exp(-2 * t[0]) * cov + (1 - torch.exp(-2 * t[0])) * torch.eye(3, dtype=D))).sum()
     torch.testing.assert_close(exact, truth.expand(7))
     # All 2^3 Rademacher probes average v v^T to the identity: the estimate is exact.
@@ -60,6 +60,6 @@ def test_rows_do_not_depend_on_batch_mates(chunk_size):
     mean, cov = _gaussian()
     score_fn = lambda x, t: gaussian_score(x, t, mean, cov)  # noqa: E731
     x = _draw(mean, cov, 10)
-    ref = log_density(exact_divergence(score_fn), x, t_min=T_MIN, t_max=T_MAX, n_steps=8)
-    lp = log_density(exact_divergence(score_fn), x.flip(0), t_min=T_MIN, t_max=T_MAX, n_steps=8, chunk_size=chunk_size)
+    ref = log_density(score_fn, exact_divergence(score_fn, x.shape[1]), x, t_min=T_MIN, t_max=T_MAX, n_steps=8)
+    lp = log_density(score_fn, exact_divergence(score_fn, x.shape[1]), x.flip(0), t_min=T_MIN, t_max=T_MAX, n_steps=8, chunk_size=chunk_size)
     torch.testing.assert_close(lp.flip(0), ref)
