@@ -124,7 +124,7 @@ def main():
         data = np.random.default_rng(0).normal(size=(10_000, d))
         est = BootstrappedScoreEstimator(max_iter=50, early_stopping=False, random_state=0,
                                          device=str(device)).fit(data)
-        div = "exact" if d <= est._exact_divergence_max_features else f"hutchinson ({est.n_probes} probes)"
+        div = "exact" if d <= est.n_probes else f"hutchinson ({est.n_probes} probes)"
         for name, call in (("sample", lambda: est.sample(10_000, random_state=0)),
                            ("score_samples", lambda: est.score_samples(data))):
             times = []

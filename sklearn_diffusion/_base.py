@@ -78,8 +78,6 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    #: Largest ``d`` for which ``divergence="auto"`` takes the exact trace.
-    _exact_divergence_max_features = 8
     #: Rows per inference chunk; results do not depend on it.
     _chunk_size = 2048
 
@@ -173,8 +171,10 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
     def _score_div_fn(self, model):
         """``(x, t) -> (score, divergence)`` of the fitted model."""
         score_fn = self._score_fn(model)
+        # The exact trace costs one probe per feature: with no more features
+        # than Hutchinson probes it is exact for the same price.
         exact = self.divergence == "exact" or (
-            self.divergence == "auto" and self.n_features_in_ <= self._exact_divergence_max_features
+            self.divergence == "auto" and self.n_features_in_ <= self.n_probes
         )
         if exact:
             return exact_divergence(score_fn, self.n_features_in_)

@@ -66,7 +66,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Probability-flow ODE (RK4) or reverse SDE (exponential integrator).
     divergence : {"auto", "exact", "hutchinson"}, default="auto"
         How ``score_samples`` takes the trace of the score's Jacobian;
-        ``"auto"`` is exact up to 8 features and Hutchinson above.
+        ``"auto"`` is exact when ``n_features <= n_probes`` (it then costs
+        the same) and Hutchinson with fixed probes above.
     n_probes : int, default=8
         Number of fixed Rademacher probes for the Hutchinson trace.
     device : str or torch.device, default="auto"
@@ -82,7 +83,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Fitted noise predictor (kept on the CPU).
     mean_, scale_ : ndarray of shape (n_features,)
         Standardization of the training data.
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray of shape (`n_iter_`,)
         Training loss per step.
     validation_loss_curve_ : ndarray of shape (n_checks,)
         Held-out denoising loss at every check (empty without early stopping).
@@ -96,7 +97,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Device the model was fitted on.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
