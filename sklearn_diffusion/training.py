@@ -203,7 +203,8 @@ def fit_noise_model(
         scheduler.step()
         decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+            for average, param in zip(ema_params, params):
+                average.lerp_(param, 1.0 - decay)
         curve[step] = value.detach()
         if step + 1 - checked < check_every and step + 1 < max_iter:
             continue
