@@ -108,10 +108,13 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Maximum number of optimizer steps per block.
     batch_size : int, default=256
         Rows per optimizer step (clipped to the number of rows).
-    learning_rate : float, default=1e-3
-        Peak Adam learning rate (linear warm-up then cosine decay).
-    loss : {"bootstrap", "dsm"}, default="bootstrap"
-        Training objective of each sub-model.
+    learning_rate : float, default=3e-3
+        Peak Adam learning rate (linear warm-up then cosine decay); small
+        sub-models take a larger rate than one global network.
+    loss : {"dsm", "bootstrap"}, default="dsm"
+        Training objective of each sub-model: denoising score matching, or
+        time bootstrapping (see :class:`BootstrappedScoreEstimator`). On small
+        local sub-models DSM reached a lower score error in as many steps.
     bootstrap_window : tuple of two floats, default=(0.05, 1.0)
         Diffusion times that get bootstrapped targets; DSM elsewhere.
     bootstrap_step : float, default=0.1
@@ -247,8 +250,8 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         n_jobs=None,
         max_iter=4000,
         batch_size=256,
-        learning_rate=1e-3,
-        loss="bootstrap",
+        learning_rate=3e-3,
+        loss="dsm",
         bootstrap_window=(0.05, 1.0),
         bootstrap_step=0.1,
         bootstrap_weight=0.5,
