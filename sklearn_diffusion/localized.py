@@ -51,13 +51,15 @@ def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shar
 
 
 def _average_curves(curves, weights):
-    # Blocks stop early at different steps: average over those still running.
+    # Blocks stop early at different steps: average over those still running
+    # (the longest curve covers every step, so no weight is zero; curves
+    # without validation are empty and stay so).
     length = max(len(c) for c in curves)
     total, weight = np.zeros(length), np.zeros(length)
     for curve, w in zip(curves, weights):
         total[: len(curve)] += w * curve
         weight[: len(curve)] += w
-    return total / np.maximum(weight, 1e-300)
+    return total / weight
 
 
 class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
@@ -336,7 +338,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         return TrainingResult(
             model.to(device).eval(),
             _average_curves(curves, sizes),
-            _average_curves(val_curves, sizes) if Z_val is not None else np.empty(0),
+            _average_curves(val_curves, sizes),
             int(max(best_iters)),
         )
 

@@ -105,14 +105,17 @@ class StackedLinear(nn.Module):
     Weights have shape (m, in, out), so one batched matmul evaluates ``m``
     small networks side by side (one per coordinate of a localized model).
     With ``m == 1`` the single layer is broadcast over any number of groups,
-    which is how one network is shared by every window. Initialized like
-    ``nn.Linear``; :func:`init_parameters` redraws it from a generator.
+    which is how one network is shared by every window. It starts at zero,
+    so no draw is hidden from the caller's generator: initialize it with
+    :func:`init_parameters`.
 
     Examples
     --------
     >>> import torch
     >>> from sklearn_diffusion.networks import StackedLinear
-    >>> StackedLinear(5, 3, 2)(torch.randn(5, 7, 3)).shape
+    >>> from sklearn_diffusion.networks import init_parameters
+    >>> layer = init_parameters(StackedLinear(5, 3, 2), torch.Generator().manual_seed(0))
+    >>> layer(torch.randn(5, 7, 3)).shape
     torch.Size([5, 7, 2])
     >>> StackedLinear(1, 3, 2)(torch.randn(5, 7, 3)).shape
     torch.Size([5, 7, 2])
@@ -121,11 +124,8 @@ class StackedLinear(nn.Module):
     def __init__(self, n_stacked, in_features, out_features):
         super().__init__()
         self.in_features = in_features
-        self.weight = nn.Parameter(torch.empty(n_stacked, in_features, out_features))
-        self.bias = nn.Parameter(torch.empty(n_stacked, 1, out_features))
-        bound = 1.0 / math.sqrt(in_features)
-        nn.init.uniform_(self.weight, -bound, bound)
-        nn.init.uniform_(self.bias, -bound, bound)
+        self.weight = nn.Parameter(torch.zeros(n_stacked, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(n_stacked, 1, out_features))
 
     def forward(self, h):
         return torch.matmul(h, self.weight) + self.bias
