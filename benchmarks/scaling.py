@@ -26,13 +26,13 @@ from sklearn_diffusion import LocalizedDiffusionEstimator
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="d in {32, 64, 128}, fewer steps")
+    parser.add_argument("--quick", action="store_true", help="d in {64, 128, 256}, fewer steps")
     parser.add_argument("--dims", type=int, nargs="*", default=None)
     parser.add_argument("--radius", type=int, default=2)
     parser.add_argument("--max-iter", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
-    dims = args.dims or ([32, 64, 128] if args.quick else [64, 128, 256, 512, 1024])
+    dims = args.dims or ([64, 128, 256] if args.quick else [64, 128, 256, 512, 1024])
     max_iter = args.max_iter or (100 if args.quick else 300)
     params = dict(locality="ring", radius=args.radius, block_size=32, max_iter=max_iter,
                   early_stopping=False, device="cpu", random_state=0)
