@@ -39,7 +39,8 @@ def relative_score_errors(est, cov, times, n_test=1000, seed=123):
     mean = torch.tensor(-est.mean_ * inv_scale)
     cov_z = torch.tensor(inv_scale[:, None] * cov * inv_scale)
     g = torch.Generator().manual_seed(seed)
-    x0 = mean + torch.randn(n_test, len(mean), generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov_z).T
+    root = torch.linalg.cholesky(cov_z)
+    x0 = mean + torch.randn(n_test, len(mean), generator=g, dtype=torch.float64) @ root.T
     model = est.model_
     errors = []
     for t in times:
@@ -48,6 +49,9 @@ def relative_score_errors(est, cov, times, n_test=1000, seed=123):
         exact = gaussian_score(x, tt, mean, cov_z)
         with torch.no_grad():
             xf, tf = x.float(), tt.float()
-            score = torch.cat([score_from_noise(model(xf[r], tf[r]), tf[r]) for r in torch.split(torch.arange(n_test), 250)])
+            score = torch.cat([
+                score_from_noise(model(xf[r], tf[r]), tf[r])
+                for r in torch.split(torch.arange(n_test), 250)
+            ])
         errors.append(float(((score.double() - exact) ** 2).sum() / (exact**2).sum()))
     return errors

@@ -27,7 +27,9 @@ TIMES = np.logspace(-2, np.log10(2.0), 8)
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="d in {16, 64}, radius <= 3, fewer steps")
+    parser.add_argument(
+        "--quick", action="store_true", help="d in {16, 64}, radius <= 3, fewer steps",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--max-iter", type=int, default=None)
     parser.add_argument("--dims", type=int, nargs="*", default=None)

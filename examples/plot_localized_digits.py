@@ -66,10 +66,11 @@ kde = GridSearchCV(KernelDensity(), {"bandwidth": np.logspace(-0.5, 1, 10)}).fit
 gmm = GridSearchCV(
     GaussianMixture(random_state=0), {"n_components": [1, 2, 4, 8]}
 ).fit(X_train)
+radius, bandwidth = search.best_params_["radius"], kde.best_params_["bandwidth"]
 scores = {
-    f"LocalizedDiffusionEstimator (radius {search.best_params_['radius']})": diffusion.score(X_test),
-    f"KernelDensity (bandwidth {kde.best_params_['bandwidth']:.2f})": kde.best_estimator_.score(X_test)
-    / len(X_test),
+    f"LocalizedDiffusionEstimator (radius {radius})": diffusion.score(X_test),
+    # KernelDensity.score is the total log-likelihood, not the mean.
+    f"KernelDensity (bandwidth {bandwidth:.2f})": kde.best_estimator_.score(X_test) / len(X_test),
     f"GaussianMixture ({gmm.best_params_['n_components']} components)": gmm.best_estimator_.score(
         X_test
     ),

@@ -156,7 +156,9 @@ def coordinate_distances(locality, n_features, X=None):
     """
     if isinstance(locality, str):
         if locality not in _NAMED:
-            raise ValueError(f"locality must be one of {_NAMED}, a shape or a matrix, got {locality!r}.")
+            raise ValueError(
+                f"locality must be one of {_NAMED}, a shape or a matrix, got {locality!r}."
+            )
         if locality == "auto":
             return shortest_path(dependency_graph(X).astype(np.float64), unweighted=True)
         gap = np.abs(np.subtract.outer(np.arange(n_features), np.arange(n_features)))
@@ -200,7 +202,8 @@ def _shared_windows(locality, n_features, radius):
         moved, inside = moved % n_features, np.ones(moved.shape[:2], dtype=bool)
     else:
         inside = np.all((moved >= 0) & (moved < np.array(shape)), axis=2)
-    flat = np.ravel_multi_index(tuple(np.clip(moved, 0, np.array(shape) - 1).transpose(2, 0, 1)), shape)
+    clipped = np.clip(moved, 0, np.array(shape) - 1)  # outside points become the dummy below
+    flat = np.ravel_multi_index(tuple(clipped.transpose(2, 0, 1)), shape)
     return np.where(inside, flat, n_features), len(offsets) // 2
 
 

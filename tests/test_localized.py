@@ -55,8 +55,8 @@ def test_learns_the_marginal_block_score():
             score = score_from_noise(est.model_(x, tt), tt)
         exact = torch.stack(
             [
-                gaussian_score(x[:, block], tt, mean[block], cov[block][:, block])[:, block == i][:, 0]
-                for i, block in enumerate(torch.as_tensor(b) for b in est.neighbourhoods_)
+                gaussian_score(x[:, N], tt, mean[N], cov[N][:, N])[:, N == i][:, 0]
+                for i, N in enumerate(torch.as_tensor(b) for b in est.neighbourhoods_)
             ],
             dim=1,
         )
