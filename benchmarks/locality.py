@@ -21,6 +21,7 @@ import numpy as np
 
 from _fields import field_precision, field_sample, relative_score_errors
 from sklearn_diffusion import BootstrappedScoreEstimator, LocalizedDiffusionEstimator
+from sklearn_diffusion.localization import coordinate_distances
 
 TIMES = np.logspace(-2, np.log10(2.0), 8)
 
@@ -61,7 +62,11 @@ def main(argv=None):
             X, cov = field_sample(field_precision(kind, d), 2000, seed=0)
             side = int(round(np.sqrt(d)))
             locality = "ring" if kind == "ring" else (side, side)
+            diameter = coordinate_distances(locality, d).max()
             for radius in radii:
+                if radius > diameter:  # every neighbourhood is already full: not a model
+                    print(f"{kind} {d}: radius {radius} > diameter {diameter:g}, skipped")
+                    continue
                 start = time.perf_counter()
                 est = LocalizedDiffusionEstimator(
                     locality=locality, radius=radius, block_size=d if args.device != "cpu" else 32,
@@ -88,6 +93,8 @@ def main(argv=None):
         for d in dims:
             cell = {r["model"]: r for r in rows if r["target"] == kind and r["d"] == d}
             local = [r for r in cell.values() if r["radius"] is not None]
+            if not local:
+                continue
             best = min(local, key=lambda r: r["error"])
             ratio = f"{cell['global']['error'] / best['error']:.1f}x" if "global" in cell else "-"
             print(f"| {kind} | {d} | " + " | ".join(
