@@ -43,8 +43,8 @@ def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shar
             generator=generator,
         )
     result = fit_noise_model(
-        network, to_tensor(Z, device), generator=generator, columns=torch.as_tensor(core),
-        validation=validation, **training_kwargs,
+        network, to_tensor(Z, device), generator=generator,
+        columns=torch.as_tensor(core, device=device), validation=validation, **training_kwargs,
     )
     state = {name: value.cpu() for name, value in result.model.state_dict().items()}
     return state, result.loss_curve, result.validation_curve, result.best_iter
