@@ -14,7 +14,14 @@ from torch import nn
 
 from .schedules import alpha, sigma
 
-__all__ = ["TimeEmbedding", "ScoreMLP", "precondition", "score_from_noise", "init_parameters"]
+__all__ = [
+    "TimeEmbedding",
+    "ScoreMLP",
+    "StackedLinear",
+    "precondition",
+    "score_from_noise",
+    "init_parameters",
+]
 
 
 def precondition(residual, x, t):
@@ -45,7 +52,7 @@ def score_from_noise(noise, t):
 
 
 def init_parameters(module, generator):
-    """Initialize every ``nn.Linear`` of ``module`` from ``generator``, in place.
+    """Initialize every ``nn.Linear`` and ``StackedLinear`` of ``module`` from ``generator``.
 
     PyTorch's default initialization draws from the process-wide seed; drawing
     from an explicit generator makes a fit reproducible from ``random_state``
@@ -62,7 +69,7 @@ def init_parameters(module, generator):
     """
     with torch.no_grad():
         for layer in module.modules():
-            if isinstance(layer, nn.Linear):
+            if isinstance(layer, (nn.Linear, StackedLinear)):
                 bound = 1.0 / math.sqrt(layer.in_features)
                 layer.weight.uniform_(-bound, bound, generator=generator)
                 if layer.bias is not None:
@@ -90,6 +97,38 @@ class TimeEmbedding(nn.Module):
     def forward(self, t):
         angles = torch.log(t)[:, None] * self.freqs
         return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+class StackedLinear(nn.Module):
+    """``m`` independent linear layers applied at once: (m, n, in) to (m, n, out).
+
+    Weights have shape (m, in, out), so one batched matmul evaluates ``m``
+    small networks side by side (one per coordinate of a localized model).
+    With ``m == 1`` the single layer is broadcast over any number of groups,
+    which is how one network is shared by every window. It starts at zero,
+    so no draw is hidden from the caller's generator: initialize it with
+    :func:`init_parameters`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.networks import StackedLinear
+    >>> from sklearn_diffusion.networks import init_parameters
+    >>> layer = init_parameters(StackedLinear(5, 3, 2), torch.Generator().manual_seed(0))
+    >>> layer(torch.randn(5, 7, 3)).shape
+    torch.Size([5, 7, 2])
+    >>> StackedLinear(1, 3, 2)(torch.randn(5, 7, 3)).shape
+    torch.Size([5, 7, 2])
+    """
+
+    def __init__(self, n_stacked, in_features, out_features):
+        super().__init__()
+        self.in_features = in_features
+        self.weight = nn.Parameter(torch.zeros(n_stacked, in_features, out_features))
+        self.bias = nn.Parameter(torch.zeros(n_stacked, 1, out_features))
+
+    def forward(self, h):
+        return torch.matmul(h, self.weight) + self.bias
 
 
 class ScoreMLP(nn.Module):

@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_diffusion import BootstrappedScoreEstimator
+from sklearn_diffusion import BootstrappedScoreEstimator, LocalizedDiffusionEstimator
 
 # Small networks and few steps: the checks test the API, not the fit.
 FAST = dict(hidden_layer_sizes=(16,), max_iter=20, n_steps=4, random_state=0)
@@ -10,6 +10,9 @@ FAST = dict(hidden_layer_sizes=(16,), max_iter=20, n_steps=4, random_state=0)
 ESTIMATORS = [
     BootstrappedScoreEstimator(**FAST),
     BootstrappedScoreEstimator(**FAST, loss="dsm", sampler="sde", divergence="hutchinson"),
+    LocalizedDiffusionEstimator(**FAST, radius=1),
+    LocalizedDiffusionEstimator(**FAST, radius=1, shared=True, loss="dsm"),
+    LocalizedDiffusionEstimator(**FAST, radius=1, locality="auto", block_size=2, sampler="sde"),
 ]
 
 # No check is expected to fail.

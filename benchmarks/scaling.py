@@ -1,0 +1,78 @@
+"""Fit time of LocalizedDiffusionEstimator against the dimension, and against n_jobs.
+
+Ring Gaussian field (``_fields.py``), fixed radius, ``n`` rows, a fixed number
+of steps per block (no early stopping, so every fit does the same work per
+coordinate). For each ``d`` the fit is timed with ``n_jobs=1`` and
+``n_jobs=2``, interleaved, ``--repeats`` times; the table gives the medians,
+the time per coordinate and the same-run speed-up. A first ``n_jobs=2`` fit
+starts joblib's worker processes and is not timed (joblib reuses them).
+
+Run ``OMP_NUM_THREADS=1 python benchmarks/scaling.py`` (``--quick`` for a short
+version), so that each job uses one core; the numbers are written to
+``benchmarks/results/scaling.json``.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from _fields import field_precision, field_sample
+from sklearn_diffusion import LocalizedDiffusionEstimator
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="d in {64, 128, 256}, fewer steps")
+    parser.add_argument("--dims", type=int, nargs="*", default=None)
+    parser.add_argument("--radius", type=int, default=2)
+    parser.add_argument("--max-iter", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    dims = args.dims or ([64, 128, 256] if args.quick else [64, 128, 256, 512, 1024])
+    max_iter = args.max_iter or (100 if args.quick else 300)
+    params = dict(locality="ring", radius=args.radius, block_size=32, max_iter=max_iter,
+                  early_stopping=False, device="cpu", random_state=0)
+
+    def fit_seconds(X, n_jobs):
+        start = time.perf_counter()
+        LocalizedDiffusionEstimator(**params, n_jobs=n_jobs).fit(X)
+        return time.perf_counter() - start
+
+    X, _ = field_sample(field_precision("ring", dims[0]), 2000, seed=0)
+    fit_seconds(X, 2)  # start the worker processes
+    rows = []
+    for d in dims:
+        X, _ = field_sample(field_precision("ring", d), 2000, seed=0)
+        times = {1: [], 2: []}
+        for _ in range(args.repeats):
+            for n_jobs in (1, 2):
+                times[n_jobs].append(fit_seconds(X, n_jobs))
+        one, two = np.median(times[1]), np.median(times[2])
+        rows.append(dict(d=d, n_jobs_1=times[1], n_jobs_2=times[2], median_1=one, median_2=two,
+                         speedup=one / two))
+        print(d, f"{one:.2f}s", f"{two:.2f}s", f"{one / two:.2f}x", flush=True)
+
+    slope = np.polyfit(np.log([r["d"] for r in rows]), np.log([r["median_1"] for r in rows]), 1)[0]
+    print(f"\nFit time, ring field, radius {args.radius}, n = 2000, {max_iter} steps per block of "
+          f"32 coordinates, median of {args.repeats}; torch threads per process: "
+          f"{torch.get_num_threads()}\n")
+    print("| d | n_jobs=1 (s) | per coordinate (ms) | n_jobs=2 (s) | speed-up |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['d']} | {r['median_1']:.2f} | {1000 * r['median_1'] / r['d']:.1f} | "
+              f"{r['median_2']:.2f} | {r['speedup']:.2f}x |")
+    print(f"\nlog-log slope of time against d (n_jobs=1): {slope:.2f} (1 = linear)")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "scaling.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(dict(params=params, rows=rows, slope=slope,
+                       threads=torch.get_num_threads()), f, indent=1)
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

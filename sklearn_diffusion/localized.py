@@ -1,0 +1,354 @@
+"""LocalizedDiffusionEstimator: many small local score models fitted in parallel (L4)."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.parallel import Parallel, delayed
+
+from ._base import _MAX_SEED, BaseDiffusionEstimator
+from ._utils import make_generator, to_tensor
+from .localization import (
+    LocalNoiseModel,
+    block_view,
+    coordinate_distances,
+    local_score_divergence,
+    local_windows,
+    neighbourhoods,
+)
+from .training import TrainingResult, fit_noise_model, validation_set
+
+__all__ = ["LocalizedDiffusionEstimator"]
+
+
+def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shared, seed, device,
+               training_kwargs):
+    """Fit the sub-models of one block on its columns; the joblib worker.
+
+    ``Z`` (n, h) and ``Z_val`` (n_val, h) or None hold the block's columns
+    (core and halo), ``windows`` (b, k) and ``core`` (b,) index into them.
+    Returns the CPU state dict and the curves, so any backend can ship it.
+    """
+    device = torch.device(device)
+    network = LocalNoiseModel(
+        windows, core, centre_slot, Z.shape[1], hidden_layer_sizes, shared,
+        generator=make_generator(seed),
+    ).to(device)
+    generator = make_generator(seed, device)
+    validation = None
+    if Z_val is not None:
+        validation = validation_set(
+            to_tensor(Z_val, device), training_kwargs["t_min"], training_kwargs["t_max"],
+            generator=generator,
+        )
+    result = fit_noise_model(
+        network, to_tensor(Z, device), generator=generator,
+        columns=torch.as_tensor(core, device=device), validation=validation, **training_kwargs,
+    )
+    state = {name: value.cpu() for name, value in result.model.state_dict().items()}
+    return state, result.loss_curve, result.validation_curve, result.best_iter
+
+
+def _average_curves(curves, weights):
+    # Blocks stop early at different steps: average over those still running
+    # (the longest curve covers every step, so no weight is zero; curves
+    # without validation are empty and stay so).
+    length = max(len(c) for c in curves)
+    total, weight = np.zeros(length), np.zeros(length)
+    for curve, w in zip(curves, weights):
+        total[: len(curve)] += w * curve
+        weight[: len(curve)] += w
+    return total / weight
+
+
+class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
+    """Diffusion density estimator whose score is assembled from local sub-models.
+
+    Coordinate ``i``'s score ``s_i(x, t) = f_i(x_{N_r(i)}, t)`` depends only
+    on the coordinates within ``radius`` of ``i`` under a distance given by
+    ``locality``. Each ``f_i`` is a small time-conditioned network trained on
+    its own regression (denoising or time-bootstrapped score matching on
+    coordinate ``i``), so sub-models are fitted independently, in blocks of
+    ``block_size`` coordinates, in parallel with joblib. Sampling and the
+    log-density use the assembled score of all coordinates; the divergence of
+    the score is exact and costs about one forward pass at any dimension.
+
+    Parameters
+    ----------
+    locality : {"chain", "ring", "auto"}, tuple of int or array of shape \
+(n_features, n_features), default="chain"
+        Distance between coordinates. ``"chain"``: ``|i - j|``; ``"ring"``:
+        the periodic chain; a tuple such as ``(8, 8)``: a lattice of that
+        shape (row-major, as ``X[k].reshape(shape)`` is the image) with the
+        Chebyshev distance, so a neighbourhood is a square window of side
+        ``2 radius + 1``; a matrix: its nonzero off-diagonal entries are
+        edges of that length and the distance is the shortest path (graph
+        hops for a 0/1 adjacency); ``"auto"``: graph hops in a dependency
+        graph learned from the training rows, joining each column to its two
+        strongest partial correlations.
+    radius : float, default=2
+        Neighbourhood radius, between 0 (each coordinate alone, conditioned
+        on time only) and the largest distance between features (no
+        localization).
+    shared : bool, default=False
+        One network for every window (a convolution with receptive field
+        ``2 radius + 1`` per axis) instead of one per coordinate; for
+        translation-invariant data on a chain, ring or lattice. Windows
+        that leave a chain or lattice are zero-padded and flagged by a mask.
+    hidden_layer_sizes : tuple of int, default=(32, 32)
+        Widths of the hidden layers of each sub-model.
+    block_size : int, default=32
+        Coordinates whose sub-models are trained together in one job (on
+        the block's columns and their halo): the unit of parallel work.
+        Ignored with ``shared=True`` (one job).
+    n_jobs : int, default=None
+        Jobs fitting blocks in parallel; ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context, ``-1`` all processors.
+        The fitted model does not depend on it.
+    max_iter : int, default=4000
+        Maximum number of optimizer steps per block.
+    batch_size : int, default=256
+        Rows per optimizer step (clipped to the number of rows).
+    learning_rate : float, default=3e-3
+        Peak Adam learning rate (linear warm-up then cosine decay); small
+        sub-models take a larger rate than one global network.
+    loss : {"dsm", "bootstrap"}, default="dsm"
+        Training objective of each sub-model: denoising score matching, or
+        time bootstrapping (see :class:`BootstrappedScoreEstimator`). On small
+        local sub-models DSM reached a lower score error in as many steps.
+    bootstrap_window : tuple of two floats, default=(0.05, 1.0)
+        Diffusion times that get bootstrapped targets; DSM elsewhere.
+    bootstrap_step : float, default=0.1
+        Time step between a bootstrapped target and its lower-noise score.
+    bootstrap_weight : float, default=0.5
+        Weight of the bootstrapped target in its mix with the DSM target.
+    ema_decay : float, default=0.999
+        Decay of the exponential moving average of the weights.
+    early_stopping : bool, default=True
+        Hold out ``validation_fraction`` of the rows and stop each block
+        after ``n_iter_no_change`` checks of 100 steps without improvement
+        of its held-out denoising loss, keeping its best weights.
+    validation_fraction : float, default=0.1
+        Fraction of the rows held out for early stopping.
+    n_iter_no_change : int, default=5
+        Patience of early stopping, in checks of 100 steps.
+    t_min, t_max : float, default=1e-3, 10.0
+        Diffusion time range.
+    n_steps : int, default=16
+        Steps of the sampler and of the likelihood integrator.
+    sampler : {"ode", "sde"}, default="ode"
+        Probability-flow ODE (RK4) or reverse SDE (exponential integrator).
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses a CUDA GPU when there is one; blocks then share the
+        device through threads (never CUDA in forked workers).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sub-models and their training draws.
+    verbose : int, default=0
+        Show a progress bar per block when positive.
+
+    Attributes
+    ----------
+    model_ : LocalNoiseModel
+        Assembled noise predictor of all coordinates (kept on the CPU).
+    distances_ : ndarray of shape (n_features, n_features)
+        Distances between coordinates (learned from the data for ``"auto"``).
+    neighbourhoods_ : list of ndarray
+        ``neighbourhoods_[i]`` holds the coordinates within ``radius`` of ``i``.
+    blocks_ : list of ndarray
+        Coordinates of each fitting job.
+    mean_, scale_ : ndarray of shape (n_features,)
+        Standardization of the training data.
+    loss_curve_ : ndarray of shape (n_iter_,)
+        Training loss per step, the mean over coordinates (over the blocks
+        still training, weighted by their size, once some have stopped).
+    validation_loss_curve_ : ndarray of shape (n_checks,)
+        Held-out denoising loss per check, averaged the same way.
+    n_iter_ : int
+        Largest number of steps taken by a block.
+    best_iter_ : int
+        Largest step whose weights a block kept.
+    probes_ : ndarray of shape (1, n_features)
+        Drawn by the shared base class; unused, the divergence is exact.
+    device_ : str
+        Device the model was fitted on.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of features seen during fit, when ``X`` has string column names.
+
+    See Also
+    --------
+    BootstrappedScoreEstimator : One global score network.
+    sklearn.neighbors.KernelDensity : Kernel density estimation.
+
+    Notes
+    -----
+    For data whose coordinates depend on each other locally, the score of
+    coordinate ``i`` is well approximated by the score of the marginal of the
+    block ``N_r(i)``: for a Gaussian ``N(0, C)`` noised to time ``t`` it is
+    ``-[(C_t)_{NN}^{-1} x_N]_i`` with ``C_t = a_t^2 C + s_t^2 I``. The
+    localization error falls quickly with ``r`` while the statistical error
+    grows with the block size, so a moderate radius wins; ``GridSearchCV``
+    over ``radius`` (scored by held-out log-density) finds it. See Gottwald,
+    Liu, Marzouk, Reich and Tong, "Localized Diffusion Models",
+    arXiv:2505.04417.
+
+    The log-density integrates ``d + tr grad s`` along the probability-flow
+    ODE; ``d s_i / d x_i`` is one forward-mode derivative of every window at
+    its centre, so the trace is exact and deterministic.
+
+    Blocks are dispatched with :class:`sklearn.utils.parallel.Parallel`, so a
+    joblib backend chooses where they run. On a Dask cluster::
+
+        from dask.distributed import Client
+        from joblib import parallel_config
+        client = Client("tcp://scheduler-address:8786")
+        with parallel_config(backend="dask"):
+            est.fit(X)
+
+    Seeds are drawn before dispatch, so the fitted model is the same for any
+    ``n_jobs`` or backend.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion import LocalizedDiffusionEstimator
+    >>> X = np.cumsum(np.random.default_rng(0).normal(size=(200, 6)), axis=1)
+    >>> est = LocalizedDiffusionEstimator(radius=1, max_iter=50, random_state=0).fit(X)
+    >>> [n.tolist() for n in est.neighbourhoods_[:2]]
+    [[0, 1], [0, 1, 2]]
+    >>> est.sample(3, random_state=0).shape
+    (3, 6)
+    >>> est.score_samples(X[:2]).shape
+    (2,)
+    """
+
+    _parameter_constraints = {
+        **{
+            key: value
+            for key, value in BaseDiffusionEstimator._parameter_constraints.items()
+            if key not in ("divergence", "n_probes")
+        },
+        "locality": [StrOptions({"chain", "ring", "auto"}), "array-like"],
+        "radius": [Interval(Real, 0, None, closed="left")],
+        "shared": ["boolean"],
+        "block_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+    }
+
+    # The base class draws Hutchinson probes at fit; the exact local trace
+    # never uses them, so draw as few as possible.
+    n_probes = 1
+
+    def __init__(
+        self,
+        *,
+        locality="chain",
+        radius=2,
+        shared=False,
+        hidden_layer_sizes=(32, 32),
+        block_size=32,
+        n_jobs=None,
+        max_iter=4000,
+        batch_size=256,
+        learning_rate=3e-3,
+        loss="dsm",
+        bootstrap_window=(0.05, 1.0),
+        bootstrap_step=0.1,
+        bootstrap_weight=0.5,
+        ema_decay=0.999,
+        early_stopping=True,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        t_min=1e-3,
+        t_max=10.0,
+        n_steps=16,
+        sampler="ode",
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.locality = locality
+        self.radius = radius
+        self.shared = shared
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.block_size = block_size
+        self.n_jobs = n_jobs
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.loss = loss
+        self.bootstrap_window = bootstrap_window
+        self.bootstrap_step = bootstrap_step
+        self.bootstrap_weight = bootstrap_weight
+        self.ema_decay = ema_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.t_min = t_min
+        self.t_max = t_max
+        self.n_steps = n_steps
+        self.sampler = sampler
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _fit_model(self, Z, Z_val, device, seed):
+        Z_np = Z.cpu().numpy()
+        Z_val_np = None if Z_val is None else Z_val.cpu().numpy()
+        d = Z_np.shape[1]
+        self.distances_ = coordinate_distances(self.locality, d, Z_np)
+        windows, centre_slot = local_windows(
+            self.locality, self.distances_, self.radius, shared=self.shared
+        )
+        self.neighbourhoods_ = neighbourhoods(self.distances_, self.radius)
+        n_blocks = 1 if self.shared else -(-d // self.block_size)
+        self.blocks_ = np.array_split(np.arange(d), n_blocks)
+        # Seeds drawn before dispatch: the model does not depend on n_jobs.
+        seeds = np.random.RandomState(seed).randint(_MAX_SEED, size=n_blocks)
+        training_kwargs = self._training_kwargs()
+        hidden = tuple(self.hidden_layer_sizes)
+        jobs = []
+        for block, block_seed in zip(self.blocks_, seeds):
+            halo, local, core = block_view(windows, block)
+            jobs.append(
+                delayed(_fit_block)(
+                    Z_np[:, halo], None if Z_val_np is None else Z_val_np[:, halo], local, core,
+                    centre_slot, hidden_layer_sizes=hidden, shared=self.shared,
+                    seed=int(block_seed), device=str(device),
+                    training_kwargs={**training_kwargs, "description": f"block {len(jobs)}"},
+                )
+            )
+        # CUDA cannot be used in forked workers: blocks share the device through threads.
+        backend = {"require": "sharedmem"} if device.type == "cuda" else {}
+        outputs = Parallel(n_jobs=self.n_jobs, **backend)(jobs)
+        states, curves, val_curves, best_iters = zip(*outputs)
+
+        model = LocalNoiseModel(
+            windows, np.arange(d), centre_slot, d, hidden, self.shared,
+            generator=make_generator(seed),
+        )
+        state = model.state_dict()
+        for name, _ in model.named_parameters():
+            # Stacked weights of the blocks, in coordinate order.
+            state[name] = torch.cat([s[name] for s in states])
+        model.load_state_dict(state)
+        sizes = [len(block) for block in self.blocks_]
+        return TrainingResult(
+            model.to(device).eval(),
+            _average_curves(curves, sizes),
+            _average_curves(val_curves, sizes),
+            int(max(best_iters)),
+        )
+
+    def _score_div_fn(self, model):
+        return local_score_divergence(model)
+
+    @property
+    def _chunk_size(self):
+        # Inference holds (rows, d, 2 k) windows and (d, rows, width) hidden
+        # activations: bound the rows so memory stays near 2**24 numbers.
+        per_row = self.n_features_in_ * (2 * self.model_.windows.shape[1]
+                                         + max(self.hidden_layer_sizes))
+        return int(np.clip(2**24 // per_row, 1, 2048))
