@@ -20,7 +20,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._utils import make_generator, map_chunks, resolve_device, to_tensor
-from .likelihood import exact_divergence, hutchinson_divergence, log_density
+from .likelihood import log_density
 from .networks import score_from_noise
 from .sampling import SAMPLERS
 
@@ -50,8 +50,8 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
     Subclasses implement ``_fit_model(Z, Z_val, device, seed)`` returning a
     :class:`~sklearn_diffusion.training.TrainingResult` whose ``model(x, t)``
     is the noise prediction (``Z_val`` is None without early stopping), and
-    may override ``_score_div_fn(model)`` when they have a cheaper exact
-    divergence.
+    ``_score_div_fn(model)`` returning ``(x, t) -> (score, divergence)`` for
+    the likelihood.
     """
 
     _parameter_constraints = {
@@ -71,8 +71,6 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         "t_max": [Interval(Real, 0, None, closed="neither")],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
         "sampler": [StrOptions(set(SAMPLERS))],
-        "divergence": [StrOptions({"auto", "exact", "hutchinson"})],
-        "n_probes": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -105,7 +103,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         # A constant column keeps its unit scale instead of dividing by zero.
         self.scale_ = np.where(scale > 1e-12 * (1 + np.abs(self.mean_)), scale, 1.0)
         rng = check_random_state(self.random_state)
-        seed, probe_seed = rng.randint(_MAX_SEED, size=2)
+        seed = int(rng.randint(_MAX_SEED))
         device = resolve_device(self.device)
         self.device_ = str(device)
         Z = (X - self.mean_) / self.scale_
@@ -114,14 +112,12 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         order = rng.permutation(len(Z))
         Z_val = to_tensor(Z[order[:n_val]], device) if n_val > 0 else None
         Z = to_tensor(Z[order[n_val:]] if n_val > 0 else Z, device)
-        result = self._fit_model(Z, Z_val, device, int(seed))
+        result = self._fit_model(Z, Z_val, device, seed)
         self.model_ = result.model.cpu().eval()
         self.loss_curve_ = result.loss_curve
         self.validation_loss_curve_ = result.validation_curve
         self.n_iter_ = len(result.loss_curve)
         self.best_iter_ = result.best_iter
-        probe_rng = np.random.default_rng(int(probe_seed))
-        self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, X.shape[1]))
         return self
 
     def _check_settings(self):
@@ -169,16 +165,8 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         return lambda x, t: score_from_noise(model(x, t), t)
 
     def _score_div_fn(self, model):
-        """``(x, t) -> (score, divergence)`` of the fitted model."""
-        score_fn = self._score_fn(model)
-        # The exact trace costs one probe per feature: with no more features
-        # than Hutchinson probes it is exact for the same price.
-        exact = self.divergence == "exact" or (
-            self.divergence == "auto" and self.n_features_in_ <= self.n_probes
-        )
-        if exact:
-            return exact_divergence(score_fn, self.n_features_in_)
-        return hutchinson_divergence(score_fn, torch.as_tensor(self.probes_))
+        """``(x, t) -> (score, divergence)`` of the fitted model (subclass hook)."""
+        raise NotImplementedError
 
     def _standardize(self, X):
         check_is_fitted(self)

@@ -1,8 +1,15 @@
 """BootstrappedScoreEstimator: one score network over all noise levels (L4)."""
 
-from .networks import ScoreMLP
+from numbers import Integral
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval, StrOptions
+
 from ._base import BaseDiffusionEstimator
 from ._utils import make_generator
+from .likelihood import exact_divergence, hutchinson_divergence
+from .networks import ScoreMLP
 from .training import fit_noise_model, validation_set
 
 __all__ = ["BootstrappedScoreEstimator"]
@@ -175,7 +182,15 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    _parameter_constraints = {
+        **BaseDiffusionEstimator._parameter_constraints,
+        "divergence": [StrOptions({"auto", "exact", "hutchinson"})],
+        "n_probes": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def _fit_model(self, Z, Z_val, device, seed):
+        probe_rng = np.random.default_rng(seed)
+        self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, Z.shape[1]))
         generator = make_generator(seed, device)
         # Weights are drawn on the CPU so a seed gives the same network on any device.
         network = ScoreMLP(
@@ -187,3 +202,14 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         return fit_noise_model(
             network, Z, generator=generator, validation=validation, **self._training_kwargs()
         )
+
+    def _score_div_fn(self, model):
+        score_fn = self._score_fn(model)
+        # The exact trace costs one probe per feature: with no more features
+        # than Hutchinson probes it is exact for the same price.
+        exact = self.divergence == "exact" or (
+            self.divergence == "auto" and self.n_features_in_ <= self.n_probes
+        )
+        if exact:
+            return exact_divergence(score_fn, self.n_features_in_)
+        return hutchinson_divergence(score_fn, torch.as_tensor(self.probes_))

@@ -168,8 +168,6 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Largest number of steps taken by a block.
     best_iter_ : int
         Largest step whose weights a block kept.
-    probes_ : ndarray of shape (1, n_features)
-        Drawn by the shared base class; unused, the divergence is exact.
     device_ : str
         Device the model was fitted on.
     n_features_in_ : int
@@ -225,21 +223,13 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
     """
 
     _parameter_constraints = {
-        **{
-            key: value
-            for key, value in BaseDiffusionEstimator._parameter_constraints.items()
-            if key not in ("divergence", "n_probes")
-        },
+        **BaseDiffusionEstimator._parameter_constraints,
         "locality": [StrOptions({"chain", "ring", "auto"}), "array-like"],
         "radius": [Interval(Real, 0, None, closed="left")],
         "shared": ["boolean"],
         "block_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
     }
-
-    # The base class draws Hutchinson probes at fit; the exact local trace
-    # never uses them, so draw as few as possible.
-    n_probes = 1
 
     def __init__(
         self,

@@ -51,9 +51,12 @@ def test_held_out_log_density_near_truth(target, loss):
         truth = np.log(0.7 * comps[0].pdf(X_test) + 0.3 * comps[1].pdf(X_test)).mean()
     est = BootstrappedScoreEstimator(max_iter=1500, loss=loss, random_state=0).fit(X)
     # With 2,000 rows the finite-sample gap of a flexible model is a few
-    # hundredths of a nat; 0.1 nats leaves room for seeds, not for a bug
+    # hundredths of a nat with DSM; bootstrapping is measurably worse on
+    # mixtures (benchmarks/bootstrap_vs_dsm.py: 0.14 +- 0.03 nats on a 2-D
+    # mixture of 1,000 rows). The bounds leave room for seeds, not for a bug
     # (a wrong sign or a missing Jacobian term costs whole nats).
-    assert abs(est.score(X_test) - truth) < 0.1
+    tolerance = 0.1 if loss == "dsm" else 0.2
+    assert abs(est.score(X_test) - truth) < tolerance
 
 
 def test_samples_follow_the_data(data):

@@ -8,10 +8,10 @@ from sklearn_diffusion import BootstrappedScoreEstimator, LocalizedDiffusionEsti
 FAST = dict(hidden_layer_sizes=(16,), max_iter=20, n_steps=4, random_state=0)
 
 ESTIMATORS = [
-    BootstrappedScoreEstimator(**FAST),
-    BootstrappedScoreEstimator(**FAST, loss="dsm", sampler="sde", divergence="hutchinson"),
-    LocalizedDiffusionEstimator(**FAST, radius=1),
-    LocalizedDiffusionEstimator(**FAST, radius=1, shared=True, loss="dsm"),
+    BootstrappedScoreEstimator(**FAST, loss="bootstrap"),
+    BootstrappedScoreEstimator(**FAST, sampler="sde", divergence="hutchinson"),
+    LocalizedDiffusionEstimator(**FAST, radius=1, loss="bootstrap"),
+    LocalizedDiffusionEstimator(**FAST, radius=1, shared=True),
     LocalizedDiffusionEstimator(**FAST, radius=1, locality="auto", block_size=2, sampler="sde"),
 ]
 

@@ -94,7 +94,7 @@ def test_cheap_divergence_is_exact(locality, d, radius, shared):
     model = random_model(windows, centre_slot, shared)
     x, t = torch.randn(6, d), torch.linspace(0.01, 3.0, 6)
     score, div = local_score_divergence(model)(x, t)
-    ref_score, ref_div = exact_divergence(lambda y, s: score_from_noise(model(y, s), s))(x, t)
+    ref_score, ref_div = exact_divergence(lambda y, s: score_from_noise(model(y, s), s), d)(x, t)
     torch.testing.assert_close(score, ref_score)
     torch.testing.assert_close(div, ref_div, rtol=1e-4, atol=1e-4)
 
