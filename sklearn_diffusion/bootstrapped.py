@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import BaseDiffusionEstimator
 from ._utils import make_generator
 from .likelihood import exact_divergence, hutchinson_divergence
-from .networks import ScoreMLP
+from .networks import ScoreMLP, init_parameters
 from .training import fit_noise_model, validation_set
 
 __all__ = ["BootstrappedScoreEstimator"]
@@ -193,15 +193,18 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, Z.shape[1]))
         generator = make_generator(seed, device)
         # Weights are drawn on the CPU so a seed gives the same network on any device.
-        network = ScoreMLP(
-            Z.shape[1], tuple(self.hidden_layer_sizes), generator=make_generator(seed)
-        ).to(device)
+        network = init_parameters(self._empty_model(Z.shape[1]), make_generator(seed)).to(device)
         validation = None
         if Z_val is not None:
             validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator)
         return fit_noise_model(
             network, Z, generator=generator, validation=validation, **self._training_kwargs()
         )
+
+    def _empty_model(self, n_features=None):
+        """The score network, before its weights are set."""
+        n_features = self.n_features_in_ if n_features is None else n_features
+        return ScoreMLP(n_features, tuple(self.hidden_layer_sizes))
 
     def _score_div_fn(self, model):
         score_fn = self._score_fn(model)

@@ -343,8 +343,9 @@ class LocalNoiseModel(nn.Module):
     hidden_layer_sizes : tuple of int, default=(32, 32)
     shared : bool, default=False
     time_embedding_dim : int, default=16
-    generator : torch.Generator
-        Source of the initial weights.
+    generator : torch.Generator, default=None
+        Source of the initial weights; ``None`` leaves the stacked layers at
+        zero (for a network whose weights are loaded next).
 
     Examples
     --------
@@ -366,7 +367,7 @@ class LocalNoiseModel(nn.Module):
         shared=False,
         time_embedding_dim=16,
         *,
-        generator,
+        generator=None,
     ):
         super().__init__()
         windows = torch.as_tensor(np.asarray(windows), dtype=torch.long)
@@ -381,7 +382,8 @@ class LocalNoiseModel(nn.Module):
         self.time_bias = StackedLinear(m, time_embedding_dim, sum(hidden_layer_sizes))
         self.layers = nn.ModuleList(StackedLinear(m, i, o) for i, o in zip(widths[:-1], widths[1:]))
         self.output = StackedLinear(m, widths[-1], 1)
-        init_parameters(self, generator)
+        if generator is not None:
+            init_parameters(self, generator)
         nn.init.zeros_(self.output.weight)
         nn.init.zeros_(self.output.bias)
 

@@ -315,10 +315,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         outputs = Parallel(n_jobs=self.n_jobs, **backend)(jobs)
         states, curves, val_curves, best_iters = zip(*outputs)
 
-        model = LocalNoiseModel(
-            windows, np.arange(d), centre_slot, d, hidden, self.shared,
-            generator=make_generator(seed),
-        )
+        model = self._empty_model()
         state = model.state_dict()
         for name, _ in model.named_parameters():
             # Stacked weights of the blocks, in coordinate order.
@@ -330,6 +327,16 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
             _average_curves(curves, sizes),
             _average_curves(val_curves, sizes),
             int(max(best_iters)),
+        )
+
+    def _empty_model(self):
+        """The assembled network of all coordinates, before its weights are set."""
+        windows, centre_slot = local_windows(
+            self.locality, self.distances_, self.radius, shared=self.shared
+        )
+        d = len(self.distances_)
+        return LocalNoiseModel(
+            windows, np.arange(d), centre_slot, d, tuple(self.hidden_layer_sizes), self.shared
         )
 
     def _score_div_fn(self, model):

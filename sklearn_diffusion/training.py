@@ -173,7 +173,8 @@ def fit_noise_model(
     network.train()
     ema = copy.deepcopy(network).requires_grad_(False)
     params, ema_params = list(network.parameters()), list(ema.parameters())
-    optimizer = torch.optim.Adam(params, lr=learning_rate)
+    # foreach: one fused kernel per step for all tensors, also on the CPU.
+    optimizer = torch.optim.Adam(params, lr=learning_rate, foreach=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _lr_factor(step, max_iter)
     )
@@ -198,13 +199,13 @@ def fit_noise_model(
             value = bootstrap_loss(network, ema, x0, t, h, weight, noise1, noise2, columns)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
         optimizer.step()
         scheduler.step()
         decay = min(ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
-            for average, param in zip(ema_params, params):
-                average.lerp_(param, 1.0 - decay)
+            # The multi-tensor lerp that torch.optim.swa_utils uses for EMA.
+            torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         curve[step] = value.detach()
         if step + 1 - checked < check_every and step + 1 < max_iter:
             continue
