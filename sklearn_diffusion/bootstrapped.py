@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from ._base import BaseDiffusionEstimator
 from ._utils import make_generator
 from .likelihood import exact_divergence, hutchinson_divergence
-from .networks import ScoreMLP, init_parameters
+from .networks import ScoreMLP
 from .training import fit_noise_model, validation_set
 
 __all__ = ["BootstrappedScoreEstimator"]
@@ -193,7 +193,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, Z.shape[1]))
         generator = make_generator(seed, device)
         # Weights are drawn on the CPU so a seed gives the same network on any device.
-        network = init_parameters(self._empty_model(Z.shape[1]), make_generator(seed)).to(device)
+        network = self._network(Z.shape[1], generator=make_generator(seed)).to(device)
         validation = None
         if Z_val is not None:
             validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator)
@@ -201,10 +201,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
             network, Z, generator=generator, validation=validation, **self._training_kwargs()
         )
 
-    def _empty_model(self, n_features=None):
+    def _network(self, n_features, generator=None):
+        return ScoreMLP(n_features, tuple(self.hidden_layer_sizes), generator=generator)
+
+    def _empty_model(self):
         """The score network, before its weights are set."""
-        n_features = self.n_features_in_ if n_features is None else n_features
-        return ScoreMLP(n_features, tuple(self.hidden_layer_sizes))
+        return self._network(self.n_features_in_)
 
     def _score_div_fn(self, model):
         score_fn = self._score_fn(model)
