@@ -159,7 +159,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Coordinates of each fitting job.
     mean_, scale_ : ndarray of shape (n_features,)
         Standardization of the training data.
-    loss_curve_ : ndarray of shape (n_iter_,)
+    loss_curve_ : ndarray of shape (`n_iter_`,)
         Training loss per step, the mean over coordinates (over the blocks
         still training, weighted by their size, once some have stopped).
     validation_loss_curve_ : ndarray of shape (n_checks,)
@@ -172,7 +172,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Device the model was fitted on.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of features seen during fit, when ``X`` has string column names.
 
     See Also
