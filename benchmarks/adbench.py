@@ -92,7 +92,7 @@ def make_method(name, seed, diffusion_params):
     if name == "diffusion":
         if not diffusion_params:
             return DiffusionOutlierDetector(random_state=seed)
-        detector_keys = {"score", "n_levels", "noise_range"}
+        detector_keys = {"method", "n_levels", "noise_range"}
         est = {**dict(DEFAULT_ESTIMATOR_PARAMS), **{
             k: v for k, v in diffusion_params.items() if k not in detector_keys
         }}

@@ -18,13 +18,15 @@ from sklearn.metrics import roc_auc_score
 from adbench import DEFAULT_DATA, KNNDistance, split
 
 SCORES = {
-    "den[.001,.1]": dict(method="denoising", noise_range=(0.001, 0.1)),
     "den[.01,1]": dict(method="denoising", noise_range=(0.01, 1.0)),
-    "den[.003,.3]": dict(method="denoising", noise_range=(0.003, 0.3)),
-    "den[.1,1]": dict(method="denoising", noise_range=(0.1, 1.0)),
-    "den[.03,3]": dict(method="denoising", noise_range=(0.03, 3.0)),
+    "den64[.01,1]": dict(method="denoising", noise_range=(0.01, 1.0), n_levels=64),
+    "den64[.003,.3]": dict(method="denoising", noise_range=(0.003, 0.3), n_levels=64),
     "norm[.01,1]": dict(method="score_norm", noise_range=(0.01, 1.0)),
-    "norm[.001,.1]": dict(method="score_norm", noise_range=(0.001, 0.1)),
+    "norm[.001,1]": dict(method="score_norm", noise_range=(0.001, 1.0)),
+    "norm[.03,3]": dict(method="score_norm", noise_range=(0.03, 3.0)),
+    "norm[.003,.3]": dict(method="score_norm", noise_range=(0.003, 0.3)),
+    "norm[.1,1]": dict(method="score_norm", noise_range=(0.1, 1.0)),
+    "norm[.01,.3]": dict(method="score_norm", noise_range=(0.01, 0.3)),
 }
 
 

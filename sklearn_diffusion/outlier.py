@@ -39,8 +39,8 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         settings of ``DEFAULT_ESTIMATOR_PARAMS`` and ``random_state``.
         scikit-learn's :class:`~sklearn.neighbors.KernelDensity` and
         :class:`~sklearn.mixture.GaussianMixture` work with
-        ``score="log_density"`` (what ``"auto"`` picks for them).
-    score : {"auto", "denoising", "score_norm", "log_density"}, default="auto"
+        ``method="log_density"`` (what ``"auto"`` picks for them).
+    method : {"auto", "denoising", "score_norm", "log_density"}, default="auto"
         Anomaly score. ``"auto"`` is ``"denoising"`` when the estimator has an
         ``anomaly_score`` method (the diffusion estimators) and
         ``"log_density"`` otherwise. ``"denoising"`` ranked anomalies best on
@@ -53,7 +53,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         training rows' ``score_samples``, since a density score has no
         natural threshold.
     n_levels : int, default=16
-        Noise levels of the ``"denoising"`` and ``"score_norm"`` scores.
+        Noise levels of the ``"denoising"`` and ``"score_norm"`` methods.
     noise_range : tuple of two floats, default=(0.01, 1.0)
         Smallest and largest diffusion time of those levels.
     random_state : int, RandomState instance or None, default=None
@@ -63,8 +63,8 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
     ----------
     estimator_ : estimator
         The fitted density model.
-    score_ : str
-        The score in use (``"auto"`` resolved).
+    method_ : str
+        The anomaly score in use (``"auto"`` resolved).
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
     n_features_in_ : int
@@ -108,7 +108,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "estimator": [HasMethods(["fit", "score_samples"]), None],
-        "score": [StrOptions({"auto", "denoising", "score_norm", "log_density"})],
+        "method": [StrOptions({"auto", "denoising", "score_norm", "log_density"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "n_levels": [Interval(Integral, 1, None, closed="left")],
         "noise_range": ["array-like"],
@@ -119,14 +119,14 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         self,
         estimator=None,
         *,
-        score="auto",
+        method="auto",
         contamination="auto",
         n_levels=16,
         noise_range=(0.01, 1.0),
         random_state=None,
     ):
         self.estimator = estimator
-        self.score = score
+        self.method = method
         self.contamination = contamination
         self.n_levels = n_levels
         self.noise_range = noise_range
@@ -159,17 +159,17 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         else:
             estimator = clone(self.estimator)
         has_anomaly_score = hasattr(estimator, "anomaly_score")
-        score = self.score
-        if score == "auto":
-            score = "denoising" if has_anomaly_score else "log_density"
-        if score != "log_density" and not has_anomaly_score:
+        method = self.method
+        if method == "auto":
+            method = "denoising" if has_anomaly_score else "log_density"
+        if method != "log_density" and not has_anomaly_score:
             raise ValueError(
-                f"score={score!r} needs an estimator with an anomaly_score method "
+                f"method={method!r} needs an estimator with an anomaly_score method "
                 f"(a diffusion estimator); {type(estimator).__name__} has none. "
-                "Use score='log_density'."
+                "Use method='log_density'."
             )
         self.estimator_ = estimator.fit(X)
-        self.score_ = score
+        self.method_ = method
         train_scores = self._raw_score_samples(X)
         if self.contamination == "auto":
             q1, q3 = np.percentile(train_scores, [25, 75])
@@ -179,10 +179,10 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         return self
 
     def _raw_score_samples(self, X):
-        if self.score_ == "log_density":
+        if self.method_ == "log_density":
             return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
         return -self.estimator_.anomaly_score(
-            X, method=self.score_, n_levels=self.n_levels, noise_range=tuple(self.noise_range)
+            X, method=self.method_, n_levels=self.n_levels, noise_range=tuple(self.noise_range)
         )
 
     def score_samples(self, X):

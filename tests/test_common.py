@@ -2,7 +2,7 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_diffusion import BootstrappedScoreEstimator
+from sklearn_diffusion import BootstrappedScoreEstimator, DiffusionOutlierDetector
 
 # Small networks and few steps: the checks test the API, not the fit.
 FAST = dict(hidden_layer_sizes=(16,), max_iter=20, n_steps=4, random_state=0)
@@ -10,6 +10,10 @@ FAST = dict(hidden_layer_sizes=(16,), max_iter=20, n_steps=4, random_state=0)
 ESTIMATORS = [
     BootstrappedScoreEstimator(**FAST),
     BootstrappedScoreEstimator(**FAST, loss="dsm", sampler="sde", divergence="hutchinson"),
+    DiffusionOutlierDetector(BootstrappedScoreEstimator(**FAST), n_levels=4),
+    DiffusionOutlierDetector(
+        BootstrappedScoreEstimator(**FAST), method="score_norm", n_levels=4, contamination=0.1
+    ),
 ]
 
 # No check is expected to fail.
