@@ -1,5 +1,8 @@
 """Anomaly scores (L3) and ``BaseDiffusionEstimator.anomaly_score``."""
 
+import re
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -89,3 +92,17 @@ def test_bad_input(fitted):
         est.anomaly_score(X[:, :2])
     with pytest.raises(ValueError):
         est.anomaly_score(np.full((2, 3), np.nan))
+
+
+def test_near_discrete_data_warns_and_continuous_does_not():
+    rng = np.random.default_rng(0)
+    integers = rng.integers(1, 6, size=(100, 2)).astype(float)
+    est = BootstrappedScoreEstimator(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    with pytest.warns(UserWarning, match="near-discrete") as record:
+        est.fit(integers)
+    # the suggested floor (printed to 2 digits) puts the noise at a fifth of the gap
+    floor = float(re.search(r"t_min >= ([0-9.e-]+)", str(record[0].message)).group(1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est.set_params(t_min=floor * 1.1).fit(integers)
+        est.set_params(t_min=1e-3).fit(rng.normal(size=(100, 2)))
