@@ -26,8 +26,8 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
     """Outlier (novelty) detector from a diffusion model or any density model.
 
     Fits a density estimator on rows assumed normal, then scores new rows:
-    by the denoising error of the diffusion model (default), by its score
-    norm, or by the log-density. Follows scikit-learn's outlier-detector
+    by the norm of the diffusion model's score over several noise levels
+    (default), by its denoising error, or by the log-density. Follows scikit-learn's outlier-detector
     conventions (:class:`~sklearn.ensemble.IsolationForest`,
     :class:`~sklearn.neighbors.LocalOutlierFactor` with ``novelty=True``).
 
@@ -41,11 +41,12 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         :class:`~sklearn.mixture.GaussianMixture` work with
         ``method="log_density"`` (what ``"auto"`` picks for them).
     method : {"auto", "denoising", "score_norm", "log_density"}, default="auto"
-        Anomaly score. ``"auto"`` is ``"denoising"`` when the estimator has an
+        Anomaly score. ``"auto"`` is ``"score_norm"`` when the estimator has an
         ``anomaly_score`` method (the diffusion estimators) and
-        ``"log_density"`` otherwise. ``"denoising"`` ranked anomalies best on
-        the ADBench benchmark at a fraction of the cost of the log-density; see
-        :meth:`BootstrappedScoreEstimator.anomaly_score`.
+        ``"log_density"`` otherwise. ``"score_norm"`` ranked anomalies best on
+        the ADBench benchmark (``benchmarks/adbench.py``), above the
+        denoising error and the log-density, at a fraction of the cost of the
+        latter; see :meth:`BootstrappedScoreEstimator.anomaly_score`.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected fraction of outliers, which sets the threshold ``offset_``:
         the ``contamination`` quantile of the training rows' ``score_samples``.
@@ -54,7 +55,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         natural threshold.
     n_levels : int, default=16
         Noise levels of the ``"denoising"`` and ``"score_norm"`` methods.
-    noise_range : tuple of two floats, default=(0.01, 1.0)
+    noise_range : tuple of two floats, default=(0.001, 1.0)
         Smallest and largest diffusion time of those levels.
     random_state : int, RandomState instance or None, default=None
         Seed of the default estimator; unused when ``estimator`` is given.
@@ -86,11 +87,16 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
     the PyOD-style score is ``-score_samples(X)``, which is also what
     ``estimator_.anomaly_score(X)`` returns.
 
+    The score norm of a row ``x`` is ``mean_k || s_k score(a_k x, t_k) ||^2``
+    over noise levels ``t_k`` uniform in ``log t``: the size of the noise the
+    model believes the row carries. Far from the data it grows like the
+    distance to the data over ``s_k``, so large levels act like a smoothed
+    nearest-neighbour distance and small levels see sharp local structure.
     The denoising error of a row ``x`` is
     ``mean_k || e(a_k x + s_k z_k, t_k) - z_k ||^2`` over fixed noise levels
     ``t_k`` and noise draws ``z_k`` (fixed at fit, shared by every row), where
     ``e = -s_t * score`` is the model's noise prediction: the denoising score
-    matching loss of the single row. It needs one forward pass per level,
+    matching loss of the single row. Both need one forward pass per level,
     where the log-density integrates the probability-flow ODE with a
     Jacobian trace at every step.
 
@@ -122,7 +128,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         method="auto",
         contamination="auto",
         n_levels=16,
-        noise_range=(0.01, 1.0),
+        noise_range=(0.001, 1.0),
         random_state=None,
     ):
         self.estimator = estimator
@@ -161,7 +167,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         has_anomaly_score = hasattr(estimator, "anomaly_score")
         method = self.method
         if method == "auto":
-            method = "denoising" if has_anomaly_score else "log_density"
+            method = "score_norm" if has_anomaly_score else "log_density"
         if method != "log_density" and not has_anomaly_score:
             raise ValueError(
                 f"method={method!r} needs an estimator with an anomaly_score method "

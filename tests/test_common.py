@@ -12,7 +12,7 @@ ESTIMATORS = [
     BootstrappedScoreEstimator(**FAST, loss="dsm", sampler="sde", divergence="hutchinson"),
     DiffusionOutlierDetector(BootstrappedScoreEstimator(**FAST), n_levels=4),
     DiffusionOutlierDetector(
-        BootstrappedScoreEstimator(**FAST), method="score_norm", n_levels=4, contamination=0.1
+        BootstrappedScoreEstimator(**FAST), method="denoising", n_levels=4, contamination=0.1
     ),
 ]
 
