@@ -4,20 +4,26 @@ Both scores work on the ``score_fn(x, t) -> Tensor (n, d)`` contract, so any
 estimator (global or localized) gets them for free, and both are higher for
 more anomalous rows (PyOD's sign convention).
 
+* :func:`score_norm` (the default of the estimators):
+  ``mean_k || s_k score(a_k x, t_k) ||^2``, the size of the noise the model
+  believes the (shrunk, un-noised) row carries; no noise draw at all. Far
+  from the data it grows like (distance to the data / ``s_k``)^2.
 * :func:`denoising_error`: noise each row at a few fixed noise levels with
   fixed noise draws (the same draws for every row) and measure how badly the
   model recovers the noise, ``mean_k || e(a_k x + s_k z_k, t_k) - z_k ||^2``
   with ``e = -s_t score``. This is the DSM loss of the single row ``x``: a
   row the model has learned to denoise is typical; a row off the data's
-  support is not. One forward pass per noise level, no Jacobian.
-* :func:`score_norm`: ``mean_k || s_k score(a_k x, t_k) ||^2``, the size of
-  the noise the model believes the (shrunk, un-noised) row carries; no noise
-  draw at all.
+  support is not.
+
+Both cost one forward pass per noise level and no Jacobian, against a
+Jacobian trace at every step of an ODE for the log-density.
 
 Every operation acts on rows independently and rows are processed in
 fixed-size chunks, so a row's score never depends on its batch-mates and
 memory stays bounded for any number of rows.
 """
+
+import math
 
 import torch
 
@@ -46,10 +52,7 @@ def anomaly_times(n_levels, t_low, t_high, *, device="cpu"):
     >>> [round(t, 3) for t in anomaly_times(3, 0.01, 1.0).tolist()]
     [0.01, 0.1, 1.0]
     """
-    t_low, t_high = torch.tensor(float(t_low)), torch.tensor(float(t_high))
-    return torch.logspace(
-        torch.log10(t_low).item(), torch.log10(t_high).item(), n_levels, device=device
-    )
+    return torch.logspace(math.log10(t_low), math.log10(t_high), n_levels, device=device)
 
 
 def _per_level(fn, x, times, chunk_size):
