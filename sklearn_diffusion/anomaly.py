@@ -57,10 +57,12 @@ def anomaly_times(n_levels, t_low, t_high, *, device="cpu"):
 
 def _per_level(fn, x, times, chunk_size):
     # ``fn(x_chunk, level_index, t_column) -> (rows,)``, averaged over levels.
+    # Squares and sums are taken in float64: in float32 their rounding varied
+    # with the chunk's row count by a few units in the last place.
     out = []
     for rows in chunks(x.shape[0], chunk_size):
         xc = x[rows]
-        total = torch.zeros(xc.shape[0], dtype=x.dtype, device=x.device)
+        total = torch.zeros(xc.shape[0], dtype=torch.float64, device=x.device)
         for k, tk in enumerate(times):
             total += fn(xc, k, torch.full((xc.shape[0],), float(tk), dtype=x.dtype, device=x.device))
         out.append(total / len(times))
@@ -87,7 +89,7 @@ def denoising_error(score_fn, x, times, noise, *, chunk_size=2048):
 
     Returns
     -------
-    Tensor of shape (n,)
+    Tensor of shape (n,), float64
         ``mean_k || -s_k score(a_k x + s_k z_k, t_k) - z_k ||^2``; higher is
         more anomalous.
 
@@ -105,7 +107,7 @@ def denoising_error(score_fn, x, times, noise, *, chunk_size=2048):
     def level(xc, k, t):
         z = noise[k].expand_as(xc)
         predicted = -sigma(t)[:, None] * score_fn(perturb(xc, t, z), t)
-        return ((predicted - z) ** 2).sum(dim=1)
+        return ((predicted.double() - z.double()) ** 2).sum(dim=1)
 
     return _per_level(level, x, times, chunk_size)
 
@@ -124,7 +126,7 @@ def score_norm(score_fn, x, times, *, chunk_size=2048):
 
     Returns
     -------
-    Tensor of shape (n,)
+    Tensor of shape (n,), float64
         ``mean_k || s_k score(a_k x, t_k) ||^2``; higher is more anomalous.
 
     Examples
@@ -141,6 +143,6 @@ def score_norm(score_fn, x, times, *, chunk_size=2048):
     """
 
     def level(xc, k, t):
-        return ((sigma(t)[:, None] * score_fn(alpha(t)[:, None] * xc, t)) ** 2).sum(dim=1)
+        return ((sigma(t)[:, None] * score_fn(alpha(t)[:, None] * xc, t)).double() ** 2).sum(dim=1)
 
     return _per_level(level, x, times, chunk_size)
