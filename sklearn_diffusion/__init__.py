@@ -2,6 +2,7 @@
 
 from .bootstrapped import BootstrappedScoreEstimator
 from .localized import LocalizedDiffusionEstimator
+from .outlier import DiffusionOutlierDetector
 
-__all__ = ["BootstrappedScoreEstimator", "LocalizedDiffusionEstimator"]
+__all__ = ["BootstrappedScoreEstimator", "LocalizedDiffusionEstimator", "DiffusionOutlierDetector"]
 __version__ = "0.1.0.dev0"

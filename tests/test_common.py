@@ -2,7 +2,11 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_diffusion import BootstrappedScoreEstimator, LocalizedDiffusionEstimator
+from sklearn_diffusion import (
+    BootstrappedScoreEstimator,
+    DiffusionOutlierDetector,
+    LocalizedDiffusionEstimator,
+)
 
 # Small networks and few steps: the checks test the API, not the fit.
 FAST = dict(hidden_layer_sizes=(16,), max_iter=20, n_steps=4, random_state=0)
@@ -13,6 +17,11 @@ ESTIMATORS = [
     LocalizedDiffusionEstimator(**FAST, radius=1, loss="bootstrap"),
     LocalizedDiffusionEstimator(**FAST, radius=1, shared=True),
     LocalizedDiffusionEstimator(**FAST, radius=1, locality="auto", block_size=2, sampler="sde"),
+    DiffusionOutlierDetector(BootstrappedScoreEstimator(**FAST), n_levels=4),
+    DiffusionOutlierDetector(
+        BootstrappedScoreEstimator(**FAST), method="denoising", n_levels=4, contamination=0.1
+    ),
+    DiffusionOutlierDetector(LocalizedDiffusionEstimator(**FAST, radius=1), n_levels=4),
 ]
 
 # No check is expected to fail.
