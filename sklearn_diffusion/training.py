@@ -173,8 +173,8 @@ def fit_noise_model(
     network.train()
     ema = copy.deepcopy(network).requires_grad_(False)
     params, ema_params = list(network.parameters()), list(ema.parameters())
-    # foreach: one fused kernel per step for all tensors, also on the CPU.
-    optimizer = torch.optim.Adam(params, lr=learning_rate, foreach=True)
+    # One fused kernel for the whole update (on the CPU too since torch 2.4).
+    optimizer = torch.optim.Adam(params, lr=learning_rate, fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: _lr_factor(step, max_iter)
     )
