@@ -4,7 +4,9 @@ Anomaly detection with a diffusion model
 
 A :class:`~sklearn_diffusion.DiffusionOutlierDetector` learns the density of
 normal rows with a diffusion model and flags rows where the model's score
-(the gradient of its log-density, over several noise levels) is large.
+(the gradient of its log-density, over several noise levels) is large; by
+default it multiplies that score's norm with the same norm for the exact
+score of the noised training rows (the model that memorized them).
 Here the normal rows are the benign tumours of scikit-learn's breast cancer
 data set and the anomalies a few malignant ones (the "WDBC" set of anomaly
 detection benchmarks). We fit the detector in a
@@ -83,7 +85,7 @@ scaler = StandardScaler().fit(X[train])
 forest = IsolationForest(random_state=0).fit(scaler.transform(X[train]))
 neighbours = NearestNeighbors(n_neighbors=5).fit(scaler.transform(X[train]))
 scores = {
-    "diffusion (score norm)": -best.score_samples(X[test]),
+    "diffusion (hybrid score)": -best.score_samples(X[test]),
     "IsolationForest": -forest.score_samples(scaler.transform(X[test])),
     "kNN distance (k=5)": neighbours.kneighbors(scaler.transform(X[test]))[0][:, -1],
 }

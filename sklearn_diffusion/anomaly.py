@@ -18,6 +18,12 @@ more anomalous rows (PyOD's sign convention).
 Both cost one forward pass per noise level and no Jacobian, against a
 Jacobian trace at every step of an ODE for the log-density.
 
+* :func:`empirical_score_norm`: the same score norm for the *exact* score of
+  the noised training rows, ``p_t = mean_i N(a_t x_i, s_t^2 I)``: the
+  closed-form minimizer of the denoising score-matching loss on those rows,
+  i.e. the score a network would reach if it memorized them. No network, but
+  every row is compared with every reference row.
+
 Every operation acts on rows independently and rows are processed in
 fixed-size chunks, so a row's score never depends on its batch-mates and
 memory stays bounded for any number of rows.
@@ -30,7 +36,7 @@ import torch
 from ._utils import map_chunks
 from .schedules import alpha, perturb, sigma
 
-__all__ = ["anomaly_times", "denoising_error", "score_norm"]
+__all__ = ["anomaly_times", "denoising_error", "empirical_score_norm", "score_norm"]
 
 
 def anomaly_times(n_levels, t_low, t_high, *, device="cpu"):
@@ -145,3 +151,89 @@ def score_norm(score_fn, x, times, *, chunk_size=2048):
         return ((sigma(t)[:, None] * score_fn(alpha(t)[:, None] * xc, t)).double() ** 2).sum(dim=1)
 
     return _per_level(level, x, times, chunk_size)
+
+
+@torch.no_grad()
+def empirical_score_norm(x, reference, times, *, leave_one_out=False, chunk_size=512):
+    """Score norm of each row under the exact score of the noised reference rows.
+
+    The noised empirical distribution of the reference rows ``x_i`` at time
+    ``t`` is the mixture ``mean_i N(a_t x_i, s_t^2 I)``; the minimizer of the
+    denoising score-matching loss on those rows is its score,
+    ``(sum_i w_i a_t x_i - y) / s_t^2`` with ``w = softmax(-|y - a_t x_i|^2 /
+    (2 s_t^2))``. At the shrunk row ``y = a_t x`` the noise-scaled norm is
+
+    ``|| s_t score(a_t x, t) ||^2 = a_t^2 || m_t(x) - x ||^2 / s_t^2``,
+
+    where ``m_t(x)`` is the kernel-weighted mean of the reference rows with
+    bandwidth ``s_t / a_t``: a mean-shift distance. At small ``t`` it is the
+    distance to the nearest reference row, at large ``t`` the distance to a
+    broad local mean. Averaged over ``times`` like :func:`score_norm`.
+
+    Parameters
+    ----------
+    x : Tensor of shape (n, d)
+        Rows to score, in the model's (standardized) coordinates.
+    reference : Tensor of shape (m, d)
+        Reference (training) rows, same coordinates.
+    times : Tensor of shape (k,)
+    leave_one_out : bool, default=False
+        Score each row as a held-out reference row: one copy of the row among
+        the reference rows (if any) is left out. The reference rows then
+        score like new rows; without it each sits on its own kernel and
+        scores 0 at small ``t``. Rows with no exact copy are unaffected.
+    chunk_size : int
+        Rows processed at once (does not change the result); memory is about
+        ``chunk_size * m`` floats.
+
+    Returns
+    -------
+    Tensor of shape (n,), float64
+        ``mean_k a_k^2 || m_k(x) - x ||^2 / s_k^2``; higher is more anomalous.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.anomaly import empirical_score_norm
+    >>> from sklearn_diffusion.schedules import alpha, sigma
+    >>> t = torch.tensor([0.5])
+    >>> # one reference row: m_t(x) is that row, so the norm is a^2 |x - x_0|^2 / s^2
+    >>> s = empirical_score_norm(torch.tensor([[3.0, 4.0]]), torch.zeros(1, 2), t)
+    >>> bool(torch.isclose(s, (alpha(t) ** 2 * 25 / sigma(t) ** 2).double()))
+    True
+    """
+    reference = reference.double()
+    # A column of ones: one product gives the weighted sums and the weights' total.
+    reference_1 = torch.cat([reference, reference.new_ones(len(reference), 1)], dim=1)
+    ratios = (alpha(times.double()) / sigma(times.double())) ** 2
+
+    def chunk(xc):
+        xc = xc.double()
+        # Elementwise distances, not the |y|^2 + |x|^2 - 2 y.x matrix form:
+        # a row's distances then do not depend on its batch-mates, and a row
+        # identical to a reference row is at distance exactly 0.
+        dist2 = torch.cdist(xc, reference, compute_mode="donot_use_mm_for_euclid_dist") ** 2
+        keep = None
+        if leave_one_out:
+            # One copy of the row is left out: a single copy is dropped (unless
+            # it is the only reference row), k > 1 copies weigh (k - 1) / k each.
+            copy = dist2 == 0
+            copies = copy.sum(dim=1, keepdim=True)
+            dist2 = dist2.masked_fill(copy & (copies == 1) & (~copy).any(dim=1, keepdim=True),
+                                      float("inf"))
+            shared = copy & (copies > 1)
+            if shared.any():
+                keep = torch.where(shared, (copies - 1) / copies, 1.0)
+        # Softmax weights relative to the nearest kept row, which never underflow.
+        excess = dist2 - dist2.min(dim=1, keepdim=True).values
+        total = torch.zeros(xc.shape[0], dtype=torch.float64, device=xc.device)
+        for ratio in ratios:
+            weights = excess.mul(-ratio / 2).exp_()
+            if keep is not None:
+                weights *= keep
+            sums = weights @ reference_1
+            mean = sums[:, :-1] / sums[:, -1:]
+            total += ratio * ((mean - xc) ** 2).sum(dim=1)
+        return total / len(times)
+
+    return map_chunks(chunk, x, chunk_size)

@@ -3,20 +3,24 @@
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import _check_window
+from .anomaly import anomaly_times, empirical_score_norm
 from .bootstrapped import BootstrappedScoreEstimator
 
 __all__ = ["DiffusionOutlierDetector"]
 
 #: Settings of the default estimator, chosen on the ADBench benchmark
-#: (``benchmarks/adbench.py``, tables in ``benchmarks/results/``): wide
-#: networks rank anomalies better on the higher-dimensional sets (optdigits
-#: 0.86 with (128, 128), 0.93 with (256, 256, 256)), 2000 DSM steps did as
-#: well as 4000 at half the cost.
+#: (``benchmarks/adbench.py``, tables in ``benchmarks/results/``) with the
+#: score norm alone, before the hybrid score: wide networks rank anomalies
+#: better on the higher-dimensional sets (optdigits 0.86 with (128, 128),
+#: 0.93 with (256, 256, 256)), 2000 DSM steps did as well as 4000 at half
+#: the cost.
 DEFAULT_ESTIMATOR_PARAMS = (
     ("hidden_layer_sizes", (256, 256, 256)),
     ("max_iter", 2000),
@@ -28,9 +32,12 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
     """Outlier (novelty) detector from a diffusion model or any density model.
 
     Fits a density estimator on rows assumed normal, then scores new rows:
-    by the norm of the diffusion model's score over several noise levels
-    (default), by its denoising error, or by the log-density. Follows scikit-learn's outlier-detector
-    conventions (:class:`~sklearn.ensemble.IsolationForest`,
+    by default with a hybrid of the diffusion model's score norm over several
+    noise levels and the same norm for the exact score of the noised training
+    rows (what the model would learn by memorizing them); or by the score
+    norm alone, the denoising error, or the log-density. Follows
+    scikit-learn's outlier-detector conventions
+    (:class:`~sklearn.ensemble.IsolationForest`,
     :class:`~sklearn.neighbors.LocalOutlierFactor` with ``novelty=True``).
 
     Parameters
@@ -42,13 +49,20 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         scikit-learn's :class:`~sklearn.neighbors.KernelDensity` and
         :class:`~sklearn.mixture.GaussianMixture` work with
         ``method="log_density"`` (what ``"auto"`` picks for them).
-    method : {"auto", "denoising", "score_norm", "log_density"}, default="auto"
-        Anomaly score. ``"auto"`` is ``"score_norm"`` when the estimator has an
+    method : {"auto", "hybrid", "score_norm", "denoising", "log_density"}, default="auto"
+        Anomaly score. ``"auto"`` is ``"hybrid"`` when the estimator has an
         ``anomaly_score`` method (the diffusion estimators) and
-        ``"log_density"`` otherwise. ``"score_norm"`` ranked anomalies best on
-        the ADBench benchmark (``benchmarks/adbench.py``), above the
-        denoising error and the log-density, at a fraction of the cost of the
-        latter; see :meth:`BootstrappedScoreEstimator.anomaly_score`.
+        ``"log_density"`` otherwise. ``"hybrid"``: the sum of the logs of the
+        learned score norm (``"score_norm"``) and of the memorized one
+        (:func:`~sklearn_diffusion.anomaly.empirical_score_norm`), so a row
+        must look normal to both; it ranked anomalies best on the ADBench
+        benchmark (``benchmarks/adbench.py``, tables in
+        ``benchmarks/results/``): the learned norm wins where anomalies sit
+        inside the data's range but off its structure, the memorized norm
+        where normal rows form many small clusters. ``"score_norm"``,
+        ``"denoising"``: see
+        :meth:`BootstrappedScoreEstimator.anomaly_score`. ``"log_density"``:
+        the estimator's ``score_samples``.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Expected fraction of outliers, which sets the threshold ``offset_``:
         the ``contamination`` quantile of the training rows' ``score_samples``.
@@ -59,8 +73,12 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         Noise levels of the ``"denoising"`` and ``"score_norm"`` methods.
     noise_range : tuple of two floats, default=(0.001, 1.0)
         Smallest and largest diffusion time of those levels.
+    max_reference : int, default=10000
+        Training rows kept as the reference of the ``"hybrid"`` score (a
+        random subset beyond that many): its cost per scored row and its
+        memory grow with their number, as for a nearest-neighbour detector.
     random_state : int, RandomState instance or None, default=None
-        Seed of the default estimator; unused when ``estimator`` is given.
+        Seed of the default estimator and of the reference subset.
 
     Attributes
     ----------
@@ -70,6 +88,9 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         The anomaly score in use (``"auto"`` resolved).
     offset_ : float
         Threshold: ``decision_function = score_samples - offset_``.
+    reference_ : ndarray of shape (n_reference, `n_features_in_`)
+        The ``"hybrid"`` score's reference rows, standardized as the
+        estimator does (only with ``method_ == "hybrid"``).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -102,6 +123,16 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
     where the log-density integrates the probability-flow ODE with a
     Jacobian trace at every step.
 
+    The memorized half of the hybrid score uses the exact score of the
+    noised training rows, ``mean_i N(a_t x_i, s_t^2 I)``, the minimizer of
+    the denoising loss on them: its norm at ``a_t x`` is ``a_t^2 / s_t^2``
+    times the squared distance from ``x`` to the kernel-weighted mean of the
+    training rows (bandwidth ``s_t / a_t``), so at small ``t`` it is a
+    nearest-neighbour distance. One copy of a row among the training rows is
+    left out when scoring it, so the training rows score like new rows and
+    ``offset_`` suits new data; ``predict`` on the training rows then agrees
+    with ``contamination``.
+
     Examples
     --------
     >>> import numpy as np
@@ -116,10 +147,11 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "estimator": [HasMethods(["fit", "score_samples"]), None],
-        "method": [StrOptions({"auto", "denoising", "score_norm", "log_density"})],
+        "method": [StrOptions({"auto", "hybrid", "denoising", "score_norm", "log_density"})],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "n_levels": [Interval(Integral, 1, None, closed="left")],
         "noise_range": ["array-like"],
+        "max_reference": [Interval(Integral, 1, None, closed="left")],
         "random_state": ["random_state"],
     }
 
@@ -131,6 +163,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         contamination="auto",
         n_levels=16,
         noise_range=(0.001, 1.0),
+        max_reference=10_000,
         random_state=None,
     ):
         self.estimator = estimator
@@ -138,6 +171,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         self.contamination = contamination
         self.n_levels = n_levels
         self.noise_range = noise_range
+        self.max_reference = max_reference
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
@@ -169,7 +203,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         has_anomaly_score = hasattr(estimator, "anomaly_score")
         method = self.method
         if method == "auto":
-            method = "score_norm" if has_anomaly_score else "log_density"
+            method = "hybrid" if has_anomaly_score else "log_density"
         if method != "log_density" and not has_anomaly_score:
             raise ValueError(
                 f"method={method!r} needs an estimator with an anomaly_score method "
@@ -178,6 +212,12 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
             )
         self.estimator_ = estimator.fit(X)
         self.method_ = method
+        if method == "hybrid":
+            keep = np.arange(len(X))
+            if len(X) > self.max_reference:
+                rng = check_random_state(self.random_state)
+                keep = np.sort(rng.choice(len(X), self.max_reference, replace=False))
+            self.reference_ = self.estimator_._standardize(X[keep]).astype(np.float64)
         train_scores = self._raw_score_samples(X)
         if self.contamination == "auto":
             q1, q3 = np.percentile(train_scores, [25, 75])
@@ -189,9 +229,21 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
     def _raw_score_samples(self, X):
         if self.method_ == "log_density":
             return np.asarray(self.estimator_.score_samples(X), dtype=np.float64)
-        return -self.estimator_.anomaly_score(
-            X, method=self.method_, n_levels=self.n_levels, noise_range=tuple(self.noise_range)
-        )
+        levels = {"n_levels": self.n_levels, "noise_range": tuple(self.noise_range)}
+        if self.method_ != "hybrid":
+            return -self.estimator_.anomaly_score(X, method=self.method_, **levels)
+        learned = self.estimator_.anomaly_score(X, method="score_norm", **levels)
+        times = anomaly_times(self.n_levels, *self.noise_range, device="cpu")
+        memorized = empirical_score_norm(
+            torch.from_numpy(np.asarray(self.estimator_._standardize(X), dtype=np.float64)),
+            # One copy of a row among the reference rows is left out, so the
+            # training rows score like new rows (each would otherwise sit on
+            # its own kernel and look perfectly normal): the threshold set on
+            # them then suits new data, and predict agrees with contamination.
+            torch.from_numpy(self.reference_), times, leave_one_out=True,
+        ).numpy()
+        tiny = np.finfo(np.float64).tiny
+        return -(np.log(np.maximum(learned, tiny)) + np.log(np.maximum(memorized, tiny)))
 
     def score_samples(self, X):
         """Normality score of each row: higher is more normal.

@@ -8,8 +8,13 @@ import pytest
 import torch
 
 from sklearn_diffusion import BootstrappedScoreEstimator
-from sklearn_diffusion.anomaly import anomaly_times, denoising_error, score_norm
-from sklearn_diffusion.schedules import gaussian_score
+from sklearn_diffusion.anomaly import (
+    anomaly_times,
+    denoising_error,
+    empirical_score_norm,
+    score_norm,
+)
+from sklearn_diffusion.schedules import gaussian_mixture_score, gaussian_score
 
 METHODS = ["denoising", "score_norm"]
 
@@ -106,3 +111,66 @@ def test_near_discrete_data_warns_and_continuous_does_not():
         warnings.simplefilter("error")
         est.set_params(t_min=floor * 1.1).fit(integers)
         est.set_params(t_min=1e-3).fit(rng.normal(size=(100, 2)))
+
+
+# ---------------------------------------------------------------- empirical
+
+
+def test_empirical_score_norm_is_score_norm_of_the_noised_rows():
+    # The noised rows are a Gaussian mixture with zero component covariance:
+    # its exact score (schedules.gaussian_mixture_score, an independent
+    # implementation by responsibilities) through score_norm must agree.
+    g = torch.Generator().manual_seed(0)
+    reference = torch.randn(30, 3, generator=g, dtype=torch.float64)
+    x = 2 * torch.randn(20, 3, generator=g, dtype=torch.float64)
+    times = anomaly_times(6, 0.01, 2.0).double()
+    weights = torch.full((30,), 1 / 30, dtype=torch.float64)
+    covs = torch.zeros(30, 3, 3, dtype=torch.float64)
+    exact = score_norm(lambda y, t: gaussian_mixture_score(y, t, weights, reference, covs), x, times)
+    np.testing.assert_allclose(empirical_score_norm(x, reference, times), exact, rtol=1e-9)
+
+
+def test_empirical_score_norm_midpoint_and_far_rows():
+    reference = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    times = anomaly_times(4, 0.01, 1.0)
+    s = empirical_score_norm(torch.tensor([[0.0, 0.0], [0.0, 3.0], [0.0, 6.0]]), reference, times)
+    assert s[0] == 0  # the kernel mean of two symmetric rows is their midpoint
+    assert s[2] > s[1] > 0
+
+
+def test_empirical_leave_one_out_drops_exactly_one_copy():
+    g = torch.Generator().manual_seed(1)
+    reference = torch.randn(12, 2, generator=g, dtype=torch.float64)
+    times = anomaly_times(5, 0.001, 1.0)
+    # a reference row scored leaving one out = scored against the others
+    loo = empirical_score_norm(reference[:3], reference, times, leave_one_out=True)
+    for i in range(3):
+        others = torch.cat([reference[:i], reference[i + 1:]])
+        np.testing.assert_allclose(loo[i], empirical_score_norm(reference[i:i + 1], others, times),
+                                   rtol=1e-12)
+    # with a duplicate, one copy stays: as against the reference without it
+    doubled = torch.cat([reference, reference[:1]])
+    np.testing.assert_allclose(
+        empirical_score_norm(reference[:1], doubled, times, leave_one_out=True),
+        empirical_score_norm(reference[:1], reference, times), rtol=1e-12)
+    # rows with no copy are unaffected, and a lone reference row is kept
+    new = torch.randn(4, 2, generator=g, dtype=torch.float64)
+    np.testing.assert_array_equal(empirical_score_norm(new, reference, times, leave_one_out=True),
+                                  empirical_score_norm(new, reference, times))
+    assert torch.isfinite(empirical_score_norm(reference[:1], reference[:1], times,
+                                               leave_one_out=True)).all()
+
+
+def test_empirical_score_norm_row_independent():
+    g = torch.Generator().manual_seed(2)
+    reference = torch.randn(50, 4, generator=g, dtype=torch.float64)
+    x = torch.randn(40, 4, generator=g, dtype=torch.float64)
+    times = anomaly_times(8, 0.001, 1.0)
+    full = empirical_score_norm(x, reference, times, leave_one_out=True)
+    perm = torch.randperm(40, generator=g)
+    np.testing.assert_array_equal(
+        empirical_score_norm(x[perm], reference, times, leave_one_out=True), full[perm])
+    np.testing.assert_array_equal(
+        empirical_score_norm(x, reference, times, leave_one_out=True, chunk_size=7), full)
+    np.testing.assert_array_equal(
+        empirical_score_norm(x[5:6], reference, times, leave_one_out=True), full[5:6])

@@ -6,7 +6,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KernelDensity
 
+import torch
+
 from sklearn_diffusion import BootstrappedScoreEstimator, DiffusionOutlierDetector
+from sklearn_diffusion.anomaly import anomaly_times, empirical_score_norm
 
 FAST = BootstrappedScoreEstimator(hidden_layer_sizes=(32,), max_iter=100, random_state=0)
 # Enough training to learn the ring (a few seconds).
@@ -43,16 +46,19 @@ def data():
 
 def test_default_detector_auroc_floor(data):
     # kNN distance (k=5) scores 0.996 to 1.0 on this set over seeds 0 to 4
-    # and a single Gaussian 0.07 to 0.18; the default detector scores 0.944
-    # (seed 0; its denoising error 1.0). The score norm is weakest exactly
-    # here: at the centre of a ring the density has a minimum, where the
-    # score vanishes. A floor of 0.9 fails any model that missed the ring
-    # and leaves room for seed-to-seed spread. (The slowest test: the
-    # default network, 256x256x256, for up to 2000 steps.)
+    # and a single Gaussian 0.07 to 0.18. The network's score norm alone
+    # scores 0.944 (seed 0): it is weakest exactly here, at the centre of a
+    # ring, where the density has a minimum and the score vanishes. The
+    # default hybrid score (times the memorized score norm) scores 0.999,
+    # 0.992, 0.999 (seeds 0 to 2). A floor of 0.97 fails any model that
+    # missed the ring, and a hybrid that fell back to the network's score
+    # alone, while leaving room for seed-to-seed spread. (The slowest test:
+    # the default network, 256x256x256, for up to 2000 steps.)
     X_train, X_test, y_test = data
     det = DiffusionOutlierDetector(random_state=0).fit(X_train)
-    assert det.method_ == "score_norm"
-    assert roc_auc_score(y_test, -det.score_samples(X_test)) > 0.9
+    assert det.method_ == "hybrid"
+    assert det.reference_.shape == X_train.shape
+    assert roc_auc_score(y_test, -det.score_samples(X_test)) > 0.97
 
 
 @pytest.mark.parametrize("contamination", [0.05, 0.1, 0.25])
@@ -72,10 +78,32 @@ def test_conventions(data):
     scores = det.score_samples(X_test)
     np.testing.assert_allclose(det.decision_function(X_test), scores - det.offset_)
     np.testing.assert_array_equal(det.predict(X_test), np.where(scores < det.offset_, -1, 1))
-    # higher score_samples = more normal, the opposite of PyOD's anomaly score
-    np.testing.assert_allclose(scores, -det.estimator_.anomaly_score(X_test))
     # "auto": Tukey's fence on the training scores flags few training rows
     assert np.mean(det.predict(X_train) == -1) < 0.1
+    # higher score_samples = more normal, the opposite of PyOD's anomaly score
+    by_norm = DiffusionOutlierDetector(FAST, method="score_norm").fit(X_train)
+    np.testing.assert_allclose(by_norm.score_samples(X_test),
+                               -by_norm.estimator_.anomaly_score(X_test))
+
+
+def test_hybrid_is_learned_times_memorized_score_norm(data):
+    X_train, X_test, _ = data
+    det = DiffusionOutlierDetector(FAST, n_levels=8).fit(X_train)
+    assert det.method_ == "hybrid"
+    learned = det.estimator_.anomaly_score(X_test, n_levels=8)
+    Z = (X_test - det.estimator_.mean_) / det.estimator_.scale_
+    memorized = empirical_score_norm(torch.from_numpy(Z), torch.from_numpy(det.reference_),
+                                     anomaly_times(8, 0.001, 1.0), leave_one_out=True).numpy()
+    np.testing.assert_allclose(det.score_samples(X_test), -np.log(learned * memorized),
+                               rtol=1e-10)
+
+
+def test_hybrid_reference_is_capped(data):
+    X_train, X_test, _ = data
+    det = DiffusionOutlierDetector(FAST, max_reference=50, random_state=0).fit(X_train)
+    assert det.reference_.shape == (50, X_train.shape[1])
+    again = DiffusionOutlierDetector(FAST, max_reference=50, random_state=0).fit(X_train)
+    np.testing.assert_array_equal(det.score_samples(X_test), again.score_samples(X_test))
 
 
 def test_denoising_method_and_log_density(data):
@@ -110,6 +138,7 @@ def test_wraps_sklearn_density_estimators(data, estimator):
         (dict(method="nope"), "method"),
         (dict(noise_range=(1.0, 0.1)), "noise_range"),
         (dict(estimator="kde"), "estimator"),
+        (dict(max_reference=0), "max_reference"),
     ],
 )
 def test_bad_parameters(data, params, match):
