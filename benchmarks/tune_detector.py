@@ -73,7 +73,8 @@ def fit_one(name, seed, params, out, with_logp, rs_offset=0, mc=False):
 
     score_fn = est._score_fn(est._model_on(torch.device("cpu")))
     K = 16 if mc else 0
-    draws = torch.randn(len(TIMES), K, X_train.shape[1], generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.randn(len(TIMES), K, X_train.shape[1], generator=g)
     for label, X in (("te", X_test), ("tr", X_ref), ("va", X_val)) if mc else ():
         x = to_tensor(est._standardize(X), "cpu")
         mc_mean, mc_den = [], []
@@ -103,7 +104,9 @@ def fit(args):
         paths = [p for p in paths if p.stem in args.sets]
     start = time.perf_counter()
     Parallel(n_jobs=args.n_jobs, verbose=5)(
-        delayed(fit_one)(p.stem, s, params, out, args.logp, args.rs_offset, args.mc) for p in paths for s in args.seeds
+        delayed(fit_one)(p.stem, s, params, out, args.logp, args.rs_offset, args.mc)
+        for p in paths
+        for s in args.seeds
     )
     print(f"wall {time.perf_counter() - start:.0f} s")
 
@@ -162,7 +165,9 @@ def aggregations(r):
         out[f"emp[{key}]"] = r["empirical_te"][:, sl].mean(1)
         out[f"hybrid[{key}]"] = np.log(r["empirical_te"][:, sl].mean(1)) + np.log(
             r["score_norm_te"][:, sl].mean(1))
-        for m, short in (("score_norm", "norm"), ("denoising", "den"), ("mcnorm", "mcnorm"), ("mcden", "mcden")):
+        variants = (("score_norm", "norm"), ("denoising", "den"), ("mcnorm", "mcnorm"),
+                    ("mcden", "mcden"))
+        for m, short in variants:
             if f"{m}_te" not in r:
                 continue
             te, tr = r[f"{m}_te"][:, sl], r[f"{m}_tr"][:, sl]
@@ -230,7 +235,8 @@ def report(args):
             for key in args.detail:
                 print(f"\n{key}")
                 for s in keys_sets:
-                    print(f"  {s[0]:20s} {s[1]} {auc[key][s]:.3f}  kNN {peer[s[0], s[1], 'kNN']:.3f}")
+                    knn = peer[s[0], s[1], "kNN"]
+                    print(f"  {s[0]:20s} {s[1]} {auc[key][s]:.3f}  kNN {knn:.3f}")
 
 
 def main():

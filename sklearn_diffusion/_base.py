@@ -261,8 +261,10 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         method : {"score_norm", "denoising", "log_density"}, default="score_norm"
             ``"score_norm"``: mean over the noise levels of
             ``|| s_t score(a_t x, t) ||^2``, the noise the model believes the
-            row carries; no noise draw. It ranked anomalies best on ADBench
-            (``benchmarks/adbench.py``).
+            row carries; no noise draw. It ranked anomalies best of these
+            three on ADBench (``benchmarks/adbench.py``);
+            :class:`~sklearn_diffusion.DiffusionOutlierDetector` combines it
+            with the memorized score norm by default.
             ``"denoising"``: mean of the squared error of the model's noise
             prediction for the noised row, ``|| e(a_t x + s_t z_t, t) - z_t ||^2``.
             ``"log_density"``: ``-score_samples(X)`` (the exact model
