@@ -5,8 +5,8 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, OutlierMixin, _fit_context, clone
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import _check_window
@@ -70,7 +70,8 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         training rows' ``score_samples``, since a density score has no
         natural threshold.
     n_levels : int, default=16
-        Noise levels of the ``"denoising"`` and ``"score_norm"`` methods.
+        Noise levels of the ``"hybrid"``, ``"denoising"`` and ``"score_norm"``
+        methods.
     noise_range : tuple of two floats, default=(0.001, 1.0)
         Smallest and largest diffusion time of those levels.
     max_reference : int, default=10000
@@ -233,23 +234,28 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         if self.method_ != "hybrid":
             return -self.estimator_.anomaly_score(X, method=self.method_, **levels)
         learned = self.estimator_.anomaly_score(X, method="score_norm", **levels)
-        times = anomaly_times(self.n_levels, *self.noise_range, device="cpu")
+        device = self.estimator_._inference_device()
+        Z = np.asarray(self.estimator_._standardize(X), dtype=np.float64)
         memorized = empirical_score_norm(
-            torch.from_numpy(np.asarray(self.estimator_._standardize(X), dtype=np.float64)),
+            torch.from_numpy(Z).to(device),
+            torch.from_numpy(self.reference_).to(device),
+            anomaly_times(self.n_levels, *self.noise_range, device=device),
             # One copy of a row among the reference rows is left out, so the
             # training rows score like new rows (each would otherwise sit on
             # its own kernel and look perfectly normal): the threshold set on
             # them then suits new data, and predict agrees with contamination.
-            torch.from_numpy(self.reference_), times, leave_one_out=True,
-        ).numpy()
+            leave_one_out=True,
+        ).cpu().numpy()
         tiny = np.finfo(np.float64).tiny
         return -(np.log(np.maximum(learned, tiny)) + np.log(np.maximum(memorized, tiny)))
 
     def score_samples(self, X):
         """Normality score of each row: higher is more normal.
 
-        The log-density, or minus the denoising error / score norm. The
-        PyOD-style anomaly score (higher is more abnormal) is its negative.
+        Minus the hybrid score (the sum of the logs of the learned and the
+        memorized score norms), minus the score norm or denoising error, or
+        the log-density, per ``method_``. The PyOD-style anomaly score (higher
+        is more abnormal) is its negative.
 
         Parameters
         ----------
