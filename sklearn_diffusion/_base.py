@@ -9,6 +9,7 @@ scikit-learn's mixtures.
 
 import copy
 import io
+import math
 import warnings
 from numbers import Integral, Real
 
@@ -22,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._utils import make_generator, map_chunks, resolve_device, to_tensor
 from .anomaly import anomaly_times, denoising_error, score_norm
 from .likelihood import log_density
+from .marginals import degaussianize, fit_gaussianizer, gaussianize
 from .networks import score_from_noise
 from .sampling import SAMPLERS
 
@@ -89,6 +91,8 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "t_min": [Interval(Real, 0, None, closed="neither")],
         "t_max": [Interval(Real, 0, None, closed="neither")],
+        "smoothing": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "column_transform": [StrOptions({"gaussianize", "standardize"})],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
         "sampler": [StrOptions(set(SAMPLERS))],
         "device": [str, torch.device],
@@ -98,6 +102,15 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
 
     #: Rows per inference chunk; results do not depend on it.
     _chunk_size = 2048
+
+    #: Largest candidate of ``smoothing="auto"`` (noise of 1.3 standard deviations).
+    _max_smoothing = 0.5
+
+    #: Candidates of ``smoothing="auto"``, log-spaced from ``t_min``.
+    _n_smoothing_candidates = 14
+
+    #: Held-out rows at most used to choose the smoothing.
+    _max_selection_rows = 2000
 
     # ---------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -118,8 +131,9 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         """
         self._check_settings()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        self.mean_ = X.mean(axis=0).astype(np.float64)
-        scale = X.std(axis=0).astype(np.float64)
+        X = X.astype(np.float64, copy=False)
+        self.mean_ = X.mean(axis=0)
+        scale = X.std(axis=0)
         # A constant column keeps its unit scale instead of dividing by zero.
         self.scale_ = np.where(scale > 1e-12 * (1 + np.abs(self.mean_)), scale, 1.0)
         rng = check_random_state(self.random_state)
@@ -127,20 +141,77 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         device = resolve_device(self.device)
         self.device_ = str(device)
         Z = (X - self.mean_) / self.scale_
-        self._warn_if_near_discrete(Z)
         n_val = int(self.validation_fraction * len(Z)) if self.early_stopping else 0
         # Too few rows to hold any out: train on all of them, without stopping early.
         order = rng.permutation(len(Z))
-        Z_val = to_tensor(Z[order[:n_val]], device) if n_val > 0 else None
-        Z = to_tensor(Z[order[n_val:]] if n_val > 0 else Z, device)
-        result = self._fit_model(Z, Z_val, device, seed)
+        Z_val, Z = (Z[order[:n_val]], Z[order[n_val:]]) if n_val > 0 else (None, Z)
+        if self.column_transform == "gaussianize":
+            # Fitted on the training rows only, so the held-out rows judge
+            # the smoothing honestly.
+            (self.x_knots_, self.z_knots_, self.column_bandwidth_,
+             self.column_normal_weight_) = fit_gaussianizer(
+                Z, generator=make_generator(seed)
+            )
+            Z = gaussianize(Z, self.x_knots_, self.z_knots_)[0]
+            if Z_val is not None:
+                Z_val = gaussianize(Z_val, self.x_knots_, self.z_knots_)[0]
+        self._warn_if_near_discrete(Z)
+        Z_val = to_tensor(Z_val, device) if Z_val is not None else None
+        result = self._fit_model(to_tensor(Z, device), Z_val, device, seed)
         self.model_ = result.model.cpu().eval()
         self.loss_curve_ = result.loss_curve
         self.validation_loss_curve_ = result.validation_curve
         self.n_iter_ = len(result.loss_curve)
         self.best_iter_ = result.best_iter
         self.anomaly_seed_ = anomaly_seed
+        self.smoothing_, self.smoothing_scores_ = self._select_smoothing(Z_val)
         return self
+
+    def _smoothing_candidates(self):
+        if self.smoothing != "auto":
+            return np.array([float(self.smoothing)])
+        return np.geomspace(self.t_min, max(self.t_min, self._max_smoothing),
+                            self._n_smoothing_candidates)
+
+    def _select_smoothing(self, Z_val):
+        """The candidate smoothing with the best held-out log-likelihood, and all scores.
+
+        The likelihood can start from any time at no training cost, so the
+        smoothing is chosen after training on the rows early stopping held
+        out; without them ``smoothing="auto"`` falls back to ``t_min``.
+        """
+        candidates = self._smoothing_candidates()
+        if self.smoothing != "auto" or Z_val is None:
+            value = candidates[0] if self.smoothing != "auto" else float(self.t_min)
+            return float(value), np.full(1, np.nan)
+        Z_val = Z_val[: self._max_selection_rows]
+        device = Z_val.device
+        model = self._model_on(device)
+        scores = np.array([
+            float(self._model_log_density(Z_val, model, t).mean()) for t in candidates
+        ])
+        best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
+        return float(candidates[best]), scores
+
+    def _model_log_density(self, z, model, smoothing):
+        """Log-density of the rows ``z`` (n, d) in the model's space, smoothed at ``smoothing``.
+
+        ``log p_s(a_s z) + d log a_s``: the density of ``x_0 + sqrt(e^{2s} - 1) xi``
+        (``x_s / a_s``), a Gaussian smoothing of the data like a kernel
+        density's bandwidth.
+        """
+        log_a = -smoothing
+        with torch.no_grad():
+            lp = log_density(
+                self._score_fn(model),
+                self._score_div_fn(model),
+                z * math.exp(log_a),
+                t_min=smoothing,
+                t_max=self.t_max,
+                n_steps=self.n_steps,
+                chunk_size=self._chunk_size,
+            )
+        return lp + z.shape[1] * log_a
 
     def _warn_if_near_discrete(self, Z):
         # A column with a few distinct values far apart compared with the
@@ -170,6 +241,10 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
             raise ValueError(f"bootstrap_window must satisfy low < high, got {self.bootstrap_window!r}.")
         if not self.t_min < self.t_max:
             raise ValueError(f"t_min must be smaller than t_max, got {self.t_min} and {self.t_max}.")
+        if self.smoothing != "auto" and not self.t_min <= self.smoothing < self.t_max:
+            raise ValueError(
+                f"smoothing must be 'auto' or a time in [t_min, t_max), got {self.smoothing!r}."
+            )
 
     def _training_kwargs(self):
         """Keyword arguments of :func:`~sklearn_diffusion.training.fit_noise_model`."""
@@ -211,16 +286,30 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         """``(x, t) -> (score, divergence)`` of the fitted model (subclass hook)."""
         raise NotImplementedError
 
-    def _standardize(self, X):
+    def _to_model_space(self, X):
+        """Rows of ``X`` in the model's space, and ``log |det|`` of the map per row."""
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return (X - self.mean_) / self.scale_
+        Z = (X.astype(np.float64, copy=False) - self.mean_) / self.scale_
+        log_jacobian = np.full(len(Z), -np.log(self.scale_).sum())
+        if self.column_transform == "gaussianize":
+            Z, log_slopes = gaussianize(Z, self.x_knots_, self.z_knots_)
+            log_jacobian += log_slopes
+        return Z, log_jacobian
+
+    def _from_model_space(self, Z):
+        if self.column_transform == "gaussianize":
+            Z = degaussianize(Z, self.x_knots_, self.z_knots_)
+        return Z * self.scale_ + self.mean_
 
     def score_samples(self, X):
         """Log-density of each row of ``X`` under the fitted model.
 
         Computed along the probability-flow ODE with a fixed-step integrator,
         so a row's value is deterministic and does not depend on the others.
+        It is the density of the model at noise ``smoothing_`` (see
+        ``smoothing``), taken through the column transform with its exact
+        log-Jacobian, on the scale of the input features.
 
         Parameters
         ----------
@@ -231,20 +320,10 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         log_density : ndarray of shape (n_samples,)
             Log-density of each row, on the scale of the input features.
         """
-        Z = self._standardize(X)
+        Z, log_jacobian = self._to_model_space(X)
         device = self._inference_device()
-        model = self._model_on(device)
-        with torch.no_grad():
-            lp = log_density(
-                self._score_fn(model),
-                self._score_div_fn(model),
-                to_tensor(Z, device),
-                t_min=self.t_min,
-                t_max=self.t_max,
-                n_steps=self.n_steps,
-                chunk_size=self._chunk_size,
-            )
-        return lp.cpu().numpy().astype(np.float64) - np.log(self.scale_).sum()
+        lp = self._model_log_density(to_tensor(Z, device), self._model_on(device), self.smoothing_)
+        return lp.cpu().numpy().astype(np.float64) + log_jacobian
 
     def anomaly_score(self, X, *, method="score_norm", n_levels=16, noise_range=(0.001, 1.0)):
         """Anomaly score of each row of ``X``: higher is more anomalous.
@@ -306,7 +385,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         t_low, t_high = _check_window("noise_range", noise_range)
         if t_low > t_high:
             raise ValueError(f"noise_range must satisfy low <= high, got {noise_range!r}.")
-        Z = self._standardize(X)
+        Z, _ = self._to_model_space(X)
         device = self._inference_device()
         score_fn = self._score_fn(self._model_on(device))
         x = to_tensor(Z, device)
@@ -358,14 +437,16 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         score_fn = self._score_fn(self._model_on(device))
         sampler = SAMPLERS[self.sampler]
         z = torch.randn(n_samples, self.n_features_in_, generator=generator, device=device)
+        # Drawn at noise smoothing_ and rescaled by 1 / a_s: rows of the very
+        # density score_samples returns.
         Z = map_chunks(
-            lambda part: sampler(score_fn, part, t_min=self.t_min, t_max=self.t_max,
-                                 n_steps=self.n_steps, generator=generator),
+            lambda part: sampler(score_fn, part, t_min=self.smoothing_, t_max=self.t_max,
+                                 n_steps=self.n_steps, generator=generator, denoise=False),
             z,
             self._chunk_size,
         )
-        Z = Z.cpu().numpy().astype(np.float64)
-        return Z * self.scale_ + self.mean_
+        Z = Z.cpu().numpy().astype(np.float64) * math.exp(self.smoothing_)
+        return self._from_model_space(Z)
 
     # ------------------------------------------------------- pickling
     def __getstate__(self):

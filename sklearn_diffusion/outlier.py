@@ -25,6 +25,10 @@ DEFAULT_ESTIMATOR_PARAMS = (
     ("hidden_layer_sizes", (256, 256, 256)),
     ("max_iter", 2000),
     ("loss", "dsm"),
+    # The anomaly scores were tuned on standardized columns, and the hybrid
+    # score never integrates the likelihood, so its smoothing is not chosen.
+    ("column_transform", "standardize"),
+    ("smoothing", 1e-3),
 )
 
 
@@ -218,7 +222,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
             if len(X) > self.max_reference:
                 rng = check_random_state(self.random_state)
                 keep = np.sort(rng.choice(len(X), self.max_reference, replace=False))
-            self.reference_ = self.estimator_._standardize(X[keep]).astype(np.float64)
+            self.reference_ = self.estimator_._to_model_space(X[keep])[0]
         train_scores = self._raw_score_samples(X)
         if self.contamination == "auto":
             q1, q3 = np.percentile(train_scores, [25, 75])
@@ -235,7 +239,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
             return -self.estimator_.anomaly_score(X, method=self.method_, **levels)
         learned = self.estimator_.anomaly_score(X, method="score_norm", **levels)
         device = self.estimator_._inference_device()
-        Z = np.asarray(self.estimator_._standardize(X), dtype=np.float64)
+        Z, _ = self.estimator_._to_model_space(X)
         memorized = empirical_score_norm(
             torch.from_numpy(Z).to(device),
             torch.from_numpy(self.reference_).to(device),

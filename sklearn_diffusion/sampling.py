@@ -3,9 +3,10 @@
 Every sampler has one signature: ``sampler(score_fn, z, *, t_min, t_max,
 n_steps, generator)`` where ``score_fn(x, t)`` returns the score (n, d) for
 ``x`` (n, d) and ``t`` (n,), and ``z`` (n, d) is the starting draw from the
-prior ``N(0, I)`` at ``t_max``. The grid is uniform in ``log t``. A last
-Tweedie step ``E[x_0 | x_{t_min}] = (x + s^2 score) / a`` removes the noise
-left at ``t_min``.
+prior ``N(0, I)`` at ``t_max``. The grid is uniform in ``log t``. With
+``denoise=True`` a last Tweedie step ``E[x_0 | x_{t_min}] = (x + s^2 score) / a``
+removes the noise left at ``t_min``; with ``denoise=False`` the sampler returns
+``x_{t_min}`` itself, a draw of the density the likelihood integrates.
 """
 
 import math
@@ -40,7 +41,7 @@ def tweedie_denoise(score_fn, x, t):
 
 
 @torch.no_grad()
-def probability_flow_ode(score_fn, z, *, t_min, t_max, n_steps, generator=None):
+def probability_flow_ode(score_fn, z, *, t_min, t_max, n_steps, generator=None, denoise=True):
     """Integrate ``dx/dt = -x - score(x, t)`` from ``t_max`` down to ``t_min``.
 
     RK4 steps uniform in ``log t`` (:func:`sklearn_diffusion.ode.rk4_log_time`).
@@ -61,11 +62,11 @@ def probability_flow_ode(score_fn, z, *, t_min, t_max, n_steps, generator=None):
         return (-x - score_fn(x, _full(x, t)),)
 
     (x,) = rk4_log_time(rates, (z,), t_max, t_min, n_steps)
-    return tweedie_denoise(score_fn, x, t_min)
+    return tweedie_denoise(score_fn, x, t_min) if denoise else x
 
 
 @torch.no_grad()
-def reverse_sde(score_fn, z, *, t_min, t_max, n_steps, generator):
+def reverse_sde(score_fn, z, *, t_min, t_max, n_steps, generator, denoise=True):
     """Reverse-time SDE ``dx = [-x - 2 score] dt + sqrt(2) dW`` (exponential integrator).
 
     Over a step from ``t`` down to ``u = t - h`` the linear part is integrated
@@ -89,7 +90,7 @@ def reverse_sde(score_fn, z, *, t_min, t_max, n_steps, generator):
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         score = score_fn(x, _full(x, t0))
         x = math.exp(h) * x + 2 * math.expm1(h) * score + math.sqrt(math.expm1(2 * h)) * noise
-    return tweedie_denoise(score_fn, x, t_min)
+    return tweedie_denoise(score_fn, x, t_min) if denoise else x
 
 
 #: Samplers by name, for the estimators' ``sampler`` parameter.

@@ -1,0 +1,563 @@
+"""Held-out log-likelihood: the diffusion estimator against density peers.
+
+Protocol (``DESIGN.md`` section 5, "Density quality"): each data set of
+``_density_suite.py`` (real data dequantized, synthetic targets with an exact
+log-density) is fitted on its training rows and scored on its test rows, one
+method at a time. Every method is scored on the data set's own scale: peers
+that standardize add the log-Jacobian of the scaler back. Peers in the same
+run: KernelDensity (bandwidth grid-searched, 3-fold), GaussianMixture (BIC
+over components and covariance types) and zuko's MAF and NSF (5 transforms,
+128x128, Adam 1e-3, batch 256, early stopping on 10% of the training rows).
+Reports the mean held-out log-likelihood (nats), the gap to the truth where
+known, the train-minus-test gap, the mean rank and the seconds; writes
+``benchmarks/results/<out>.json`` and ``<out>.md``.
+
+Run ``python benchmarks/density.py`` from the repository root (``--quick``
+for seven data sets). ``--methods diffusion,diffusion:hidden_layer_sizes=(256,256),kde``
+adds variants: the keywords after the name go to the method's factory (for
+``diffusion``, to :class:`BootstrappedScoreEstimator`), read with
+``ast.literal_eval`` where they parse and as strings otherwise; the label is
+kept as given. ``--threads 1`` suits a machine shared with another job.
+"""
+
+import argparse
+import ast
+import copy
+import datetime
+import functools
+import inspect
+import math
+import time
+import warnings
+
+import numpy as np
+import sklearn
+import torch
+from scipy.stats import rankdata
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KernelDensity
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+import _report
+from _density_suite import DEQUANTIZATION_RULE, QUICK, dataset_names, load_suite
+
+TRAIN_ROWS = 2000  # training rows scored for train_ll (the first ones; rows are in random order)
+PEERS = ("kde", "gmm", "maf", "nsf")
+PROTOCOL = (
+    "Protocol: fit on the training rows, mean log-density (nats) of the test rows on the data "
+    "set's scale (standardized for the real sets except demo and digits64; the synthetic sets on "
+    "their own scale); peers that standardize add the scaler's log-Jacobian back; train LL on at "
+    f"most {TRAIN_ROWS} training rows; one method at a time."
+)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+class Standardized:
+    """A density model fitted on standardized columns, scored on the data's scale.
+
+    ``log p(x) = log q((x - mean) / scale) - sum(log scale)``: the second term
+    is the log-Jacobian of the scaler.
+
+    Parameters
+    ----------
+    model : object
+        Has ``fit(X)`` and ``score_samples(X)`` (per-row log-density).
+    """
+
+    def __init__(self, model):
+        self.model = model
+
+    def fit(self, X):
+        """Fit the scaler and the model on ``X``."""
+        self.scaler_ = StandardScaler().fit(X)
+        self.model.fit(self.scaler_.transform(X))
+        return self
+
+    def score_samples(self, X):
+        """Log-density of each row of ``X`` on the data's scale."""
+        log_jacobian = -np.log(self.scaler_.scale_).sum()
+        return self.model.score_samples(self.scaler_.transform(X)) + log_jacobian
+
+    @property
+    def note_(self):
+        """What the inner model chose (bandwidth, components, epochs)."""
+        return getattr(self.model, "note_", "")
+
+
+class GridSearchKDE:
+    """Gaussian KernelDensity with the bandwidth chosen by 3-fold grid search.
+
+    The data reach it standardized (:class:`Standardized`), so one grid
+    ``logspace(-2, 1, 20)`` fits every data set; per-column scales also suit
+    data whose columns differ in scale (digits64, uniform4) better than one
+    bandwidth on the raw columns.
+    """
+
+    grid = np.logspace(-2, 1, 20)
+
+    def fit(self, X):
+        """Grid-search the bandwidth on ``X``, then refit on all of it."""
+        search = GridSearchCV(KernelDensity(), {"bandwidth": self.grid}, cv=3).fit(X)
+        self.kde_ = search.best_estimator_
+        bandwidth = search.best_params_["bandwidth"]
+        self.note_ = f"bandwidth {bandwidth:.3g}"
+        if bandwidth in (self.grid[0], self.grid[-1]):
+            self.note_ += " (grid edge)"
+            print(f"  warning: KDE bandwidth {bandwidth:.3g} is at the edge of the grid",
+                  flush=True)
+        return self
+
+    def score_samples(self, X):
+        """Log-density of each row of ``X``."""
+        return self.kde_.score_samples(X)
+
+
+class GaussianMixtureBIC:
+    """GaussianMixture with components and covariance type chosen by BIC on train.
+
+    Component counts above ``n_samples / (n_features + 1)`` are skipped (too
+    few rows per component for a sane fit), as are candidates whose fit
+    fails.
+    """
+
+    components = (1, 2, 4, 8, 16, 32)
+    covariance_types = ("full", "diag", "tied", "spherical")
+
+    def fit(self, X):
+        """Fit every candidate on ``X`` and keep the one of lowest BIC."""
+        n, d = X.shape
+        best_bic, self.gm_ = np.inf, None
+        for k in self.components:
+            if k > 1 and k > n / (d + 1):
+                continue
+            for covariance_type in self.covariance_types:
+                gm = GaussianMixture(k, covariance_type=covariance_type, reg_covar=1e-6,
+                                     random_state=0)
+                try:
+                    with warnings.catch_warnings():
+                        # A candidate that has not converged still has a BIC.
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        gm.fit(X)
+                except ValueError:  # a collapsed component: not a sane candidate
+                    continue
+                bic = gm.bic(X)
+                if bic < best_bic:
+                    best_bic, self.gm_ = bic, gm
+        if self.gm_ is None:
+            raise RuntimeError("no Gaussian mixture candidate could be fitted")
+        self.note_ = f"{self.gm_.n_components} {self.gm_.covariance_type}"
+        return self
+
+    def score_samples(self, X):
+        """Log-density of each row of ``X``."""
+        return self.gm_.score_samples(X)
+
+
+class ZukoFlow:
+    """A zuko normalizing flow trained as users write it, with early stopping.
+
+    Adam on the negative log-likelihood in minibatches (float32, zuko's
+    default); after each epoch the held-out negative log-likelihood of a
+    ``validation_fraction`` split of the rows decides: the best weights are
+    kept, and training stops after ``patience`` epochs without improvement,
+    after ``max_epochs`` epochs or ``max_steps`` steps, or at a non-finite
+    training loss.
+
+    Parameters
+    ----------
+    kind : {"MAF", "NSF"}
+        The ``zuko.flows`` class.
+    transforms : int, default=5
+    hidden_features : tuple of int, default=(128, 128)
+    learning_rate : float, default=1e-3
+    batch_size : int, default=256
+    validation_fraction : float, default=0.1
+    patience : int, default=20
+    max_epochs : int, default=500
+    max_steps : int, default=20_000
+    seed : int, default=0
+        Seeds ``torch.manual_seed`` and the validation split.
+    """
+
+    def __init__(self, kind, transforms=5, hidden_features=(128, 128), learning_rate=1e-3,
+                 batch_size=256, validation_fraction=0.1, patience=20, max_epochs=500,
+                 max_steps=20_000, seed=0):
+        self.kind = kind
+        self.transforms = transforms
+        self.hidden_features = hidden_features
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.max_epochs = max_epochs
+        self.max_steps = max_steps
+        self.seed = seed
+
+    def fit(self, X):
+        """Train the flow on ``X``."""
+        import zuko
+
+        torch.manual_seed(self.seed)
+        order = np.random.default_rng(self.seed).permutation(len(X))
+        n_val = max(1, round(self.validation_fraction * len(X)))
+        x_val = torch.as_tensor(X[order[:n_val]], dtype=torch.float32)
+        x_fit = torch.as_tensor(X[order[n_val:]], dtype=torch.float32)
+        self.flow_ = getattr(zuko.flows, self.kind)(
+            X.shape[1], transforms=self.transforms, hidden_features=tuple(self.hidden_features)
+        )
+        optimizer = torch.optim.Adam(self.flow_.parameters(), lr=self.learning_rate)
+        best_nll, best_state, best_epoch, steps, stop = math.inf, None, 0, 0, ""
+        for epoch in range(self.max_epochs):
+            for batch in torch.randperm(len(x_fit)).split(self.batch_size):
+                loss = -self.flow_().log_prob(x_fit[batch]).mean()
+                if not torch.isfinite(loss):
+                    stop = f", non-finite loss at step {steps}"
+                    break
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                steps += 1
+                if steps >= self.max_steps:
+                    break
+            if stop:
+                break
+            with torch.no_grad():
+                nll = -self.flow_().log_prob(x_val).mean().item()
+            if nll < best_nll:  # False for NaN: a NaN epoch never becomes the best
+                best_nll, best_epoch = nll, epoch
+                best_state = copy.deepcopy(self.flow_.state_dict())
+            elif epoch - best_epoch >= self.patience:
+                break
+            if steps >= self.max_steps:
+                break
+        if best_state is not None:
+            self.flow_.load_state_dict(best_state)
+        self.note_ = f"{epoch + 1} epochs, best {best_epoch + 1}, {steps} steps{stop}"
+        return self
+
+    def score_samples(self, X):
+        """Log-density of each row of ``X`` (float64; NaN stays NaN)."""
+        x = torch.as_tensor(X, dtype=torch.float32)
+        with torch.no_grad():
+            # In chunks, to bound the memory of the wide data sets.
+            parts = [self.flow_().log_prob(chunk) for chunk in x.split(4096)]
+        return torch.cat(parts).double().numpy()
+
+
+def diffusion(dataset, **params):
+    """``BootstrappedScoreEstimator(random_state=0)``, the package defaults otherwise.
+
+    ``params`` override its parameters (variants from the command line).
+    """
+    from sklearn_diffusion import BootstrappedScoreEstimator
+
+    return BootstrappedScoreEstimator(**{"random_state": 0, **params})
+
+
+def kde(dataset):
+    """Grid-searched KernelDensity on standardized data."""
+    return Standardized(GridSearchKDE())
+
+
+def gmm(dataset):
+    """BIC-selected GaussianMixture on standardized data."""
+    return Standardized(GaussianMixtureBIC())
+
+
+def maf(dataset, **params):
+    """zuko MAF (5 transforms, 128x128) on standardized data."""
+    return Standardized(ZukoFlow("MAF", **params))
+
+
+def nsf(dataset, **params):
+    """zuko NSF (5 transforms, 128x128) on standardized data."""
+    return Standardized(ZukoFlow("NSF", **params))
+
+
+# Name -> factory(dataset, **keywords) returning an unfitted object with
+# ``fit(X)`` and ``score_samples(X)`` (per-row log-density on the data set's
+# scale). Add a method by adding an entry.
+METHODS = {"diffusion": diffusion, "kde": kde, "gmm": gmm, "maf": maf, "nsf": nsf}
+
+
+def parse_method(label):
+    """Factory of a method label such as ``diffusion:max_iter=8000:loss='bootstrap'``.
+
+    Parameters
+    ----------
+    label : str
+        A name of :data:`METHODS`, then ``:key=value`` pairs; a value is read
+        with ``ast.literal_eval`` (numbers, tuples, booleans, quoted strings)
+        and kept as the plain string where that fails.
+
+    Returns
+    -------
+    factory : callable
+        ``factory(dataset)`` builds the model.
+    """
+    name, *pairs = label.split(":")
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+    params = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"{pair!r} in {label!r} is not key=value")
+        try:
+            params[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            params[key] = text
+    # Catches a keyword the factory does not take before any fitting starts.
+    inspect.signature(METHODS[name]).bind(None, **params)
+    return functools.partial(METHODS[name], **params)
+
+
+def split_labels(text):
+    """Split a comma-separated list of method labels, not at commas inside brackets.
+
+    So ``diffusion:hidden_layer_sizes=(64,64),kde`` is two labels.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    labels : list of str
+    """
+    labels, depth, current = [], 0, ""
+    for char in text:
+        depth += (char in "([{") - (char in ")]}")
+        if char == "," and depth == 0:
+            labels.append(current)
+            current = ""
+        else:
+            current += char
+    return labels + [current]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def mean_log_density(log_density, what):
+    """Mean of finite per-row log-densities; NaN and a note when any row is not finite."""
+    log_density = np.asarray(log_density, dtype=np.float64)
+    bad = int((~np.isfinite(log_density)).sum())
+    if bad:
+        return math.nan, f"{bad} of {len(log_density)} {what} rows non-finite"
+    return float(log_density.mean()), ""
+
+
+def run_cell(dataset, label, factory):
+    """Fit one method on one data set and score it; an exception becomes NaN and a message.
+
+    Returns
+    -------
+    cell : dict
+        ``test_ll``, ``train_ll``, ``train_minus_test``, ``gap_truth`` (NaN
+        where the truth is unknown), ``fit_s``, ``score_s``, ``note`` and
+        ``error``.
+    """
+    cell = {"dataset": dataset.name, "method": label, "test_ll": math.nan,
+            "train_ll": math.nan, "fit_s": math.nan, "score_s": math.nan, "note": "",
+            "error": None}
+    try:
+        model = factory(dataset)
+        start = time.perf_counter()
+        model.fit(dataset.X_train)
+        cell["fit_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        test = model.score_samples(dataset.X_test)
+        cell["score_s"] = time.perf_counter() - start
+        train = model.score_samples(dataset.X_train[:TRAIN_ROWS])
+        cell["test_ll"], test_note = mean_log_density(test, "test")
+        cell["train_ll"], train_note = mean_log_density(train, "train")
+        notes = [getattr(model, "note_", ""), test_note, train_note]
+        if hasattr(model, "n_iter_"):
+            notes.append(f"{model.n_iter_} steps")
+        cell["note"] = "; ".join(n for n in notes if n)
+    except Exception as exc:  # noqa: BLE001 - one failed cell must not end the run
+        cell["error"] = f"{type(exc).__name__}: {exc}"
+    cell["train_minus_test"] = cell["train_ll"] - cell["test_ll"]
+    return cell
+
+
+def truth(dataset):
+    """Mean exact log-density of the test rows and of the scored training rows (or None)."""
+    if dataset.log_density is None:
+        return None
+    return {"test_ll": float(dataset.log_density(dataset.X_test).mean()),
+            "train_ll": float(dataset.log_density(dataset.X_train[:TRAIN_ROWS]).mean())}
+
+
+def mean_ranks(table, methods):
+    """Mean rank per method over data sets (1 = best test LL; ties averaged; NaN ranks last)."""
+    per_set = [rankdata([-np.nan_to_num(table[s][m], nan=-np.inf) for m in methods])
+               for s in table]
+    return dict(zip(methods, np.mean(per_set, axis=0).tolist()))
+
+
+def wins(table, methods):
+    """For each diffusion method, on how many data sets it beats each peer present."""
+    result = {}
+    for label in methods:
+        if label.split(":")[0] != "diffusion":
+            continue
+        result[label] = {}
+        for peer in (p for p in PEERS if p in methods):
+            beats = [not math.isnan(row[label])
+                     and (math.isnan(row[peer]) or row[label] > row[peer])
+                     for row in table.values()]
+            result[label][peer] = int(sum(beats))
+    return result
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value, digits=3):
+    return "nan" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(datasets, methods, cells, truths, ranks, win_counts):
+    """The markdown tables of a run."""
+    get = {(c["dataset"], c["method"]): c for c in cells}
+    names = [ds.name for ds in datasets]
+    sections = [DEQUANTIZATION_RULE, PROTOCOL]
+    sections.append("Data sets\n\n" + _table(
+        ["data set", "n_train", "n_test", "d", "dequantized", "dropped", "scale", "truth"],
+        [[ds.name, str(len(ds.X_train)), str(len(ds.X_test)), str(ds.d), str(ds.dequantized),
+          str(ds.dropped), ds.scale, "yes" if truths[ds.name] else "no"] for ds in datasets],
+    ))
+
+    rows = []
+    for name in names:
+        values = [get[name, m]["test_ll"] for m in methods]
+        best = np.nanmax(values) if not np.all(np.isnan(values)) else None
+        cells_ = [f"**{_fmt(v)}**" if v == best else _fmt(v) for v in values]
+        known = truths[name]["test_ll"] if truths[name] else math.nan
+        rows.append([name, _fmt(known) if truths[name] else "-"] + cells_)
+    sections.append("Held-out mean log-likelihood (nats, higher is better; best in bold)\n\n"
+                    + _table(["data set", "truth"] + methods, rows))
+
+    known = [n for n in names if truths[n]]
+    if known:
+        rows = [[n] + [_fmt(truths[n]["test_ll"] - get[n, m]["test_ll"]) for m in methods]
+                for n in known]
+        sections.append("Gap to the truth (true test LL minus test LL, nats, lower is better)\n\n"
+                        + _table(["data set"] + methods, rows))
+
+    rows = [[n, _fmt(truths[n]["train_ll"] - truths[n]["test_ll"]) if truths[n] else "-"]
+            + [_fmt(get[n, m]["train_minus_test"]) for m in methods] for n in names]
+    sections.append("Train minus test log-likelihood (nats; the truth column is sampling noise)"
+                    "\n\n" + _table(["data set", "truth"] + methods, rows))
+
+    rows = [[n] + [f"{_fmt(get[n, m]['fit_s'], 1)} + {_fmt(get[n, m]['score_s'], 1)}"
+                   for m in methods] for n in names]
+    sections.append("Seconds (fit + score of the test rows)\n\n"
+                    + _table(["data set"] + methods, rows))
+
+    lines = ["Mean rank by test LL (1 = best): "
+             + ", ".join(f"{m} {ranks[m]:.2f}" for m in methods)]
+    for label, counts in win_counts.items():
+        if not counts:
+            continue
+        lines.append(f"{label} beats " + ", ".join(
+            f"{peer} on {n}/{len(names)}" for peer, n in counts.items()) + " data sets")
+    sections.append("\n".join(lines))
+
+    notes = [f"- {c['dataset']} / {c['method']}: "
+             + (f"ERROR {c['error']}" if c["error"] else c["note"])
+             for c in cells if c["error"] or c["note"]]
+    if notes:
+        sections.append("Notes\n\n" + "\n".join(notes))
+    return "\n\n".join(sections)
+
+
+def main(argv=None):
+    """Run the benchmark from command-line arguments; returns the cells (dicts)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", help="comma-separated data set names (default: all)")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated method labels, e.g. diffusion:max_iter=8000,kde")
+    parser.add_argument("--quick", action="store_true", help=f"data sets {', '.join(QUICK)}")
+    parser.add_argument("--out", default="density", help="results/<out>.json and .md")
+    parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the suite (splits, noise)")
+    args = parser.parse_args(argv)
+
+    methods = split_labels(args.methods)
+    try:
+        factories = {label: parse_method(label) for label in methods}
+    except (ValueError, TypeError) as exc:
+        parser.error(str(exc))
+    if args.datasets:
+        names = args.datasets.split(",")
+    else:
+        names = list(QUICK) if args.quick else dataset_names()
+    try:
+        datasets = load_suite(names, seed=args.seed)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    torch.set_num_threads(args.threads)
+    truths = {ds.name: truth(ds) for ds in datasets}
+    cells = []
+    total = len(datasets) * len(methods)
+    start = time.perf_counter()
+    with threadpool_limits(args.threads):
+        for ds in datasets:
+            for label in methods:
+                cell = run_cell(ds, label, factories[label])
+                cells.append(cell)
+                status = f"ERROR {cell['error']}" if cell["error"] else cell["note"]
+                print(f"[{len(cells)}/{total}] {ds.name} / {label}: fit {_fmt(cell['fit_s'], 1)}"
+                      f" s, score {_fmt(cell['score_s'], 1)} s, test LL "
+                      f"{_fmt(cell['test_ll'])}  {status}", flush=True)
+    wall = time.perf_counter() - start
+
+    table = {ds.name: {c["method"]: c["test_ll"] for c in cells if c["dataset"] == ds.name}
+             for ds in datasets}
+    ranks = mean_ranks(table, methods)
+    win_counts = wins(table, methods)
+    for c in cells:
+        known = truths[c["dataset"]]
+        c["gap_truth"] = known["test_ll"] - c["test_ll"] if known else math.nan
+    text = report(datasets, methods, cells, truths, ranks, win_counts)
+    print("\n" + text, flush=True)
+
+    import zuko
+
+    versions = {"torch": torch.__version__, "sklearn": sklearn.__version__,
+                "numpy": np.__version__, "zuko": zuko.__version__}
+    _report.write(args.out, {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "versions": versions, "threads": args.threads, "seed": args.seed,
+        "wall_seconds": wall, "protocol": PROTOCOL, "dequantization": DEQUANTIZATION_RULE,
+        "methods": methods,
+        "datasets": [{"name": ds.name, "n_train": len(ds.X_train), "n_test": len(ds.X_test),
+                      "d": ds.d, "dequantized": ds.dequantized, "dropped": ds.dropped,
+                      "scale": ds.scale, "truth": truths[ds.name]} for ds in datasets],
+        "cells": cells, "mean_rank": ranks, "wins": win_counts,
+    })
+    md = _report.RESULTS / f"{args.out}.md"
+    md.write_text(f"# Held-out log-likelihood ({datetime.date.today()}, {args.threads} threads, "
+                  f"torch {torch.__version__}, scikit-learn {sklearn.__version__})\n\n"
+                  + text + "\n")
+    print(f"tables written to {md}")
+    return cells
+
+
+if __name__ == "__main__":
+    main()
