@@ -72,13 +72,17 @@ def test_learns_the_marginal_block_score():
 
 def test_score_samples_uses_the_exact_divergence():
     X, _ = ring_gaussian(d=5, n=200)
-    est = LocalizedDiffusionEstimator(locality="ring", radius=1, **FAST).fit(X)
+    est = LocalizedDiffusionEstimator(
+        locality="ring", radius=1, column_transform="standardize", smoothing=1e-3, **FAST
+    ).fit(X)
     Z = torch.tensor((X[:20] - est.mean_) / est.scale_, dtype=torch.float32)
     score_fn = lambda x, t: score_from_noise(est.model_(x, t), t)  # noqa: E731
+    # The density smoothed at s = t_min: log p_s(a_s z) + d log a_s.
+    s = est.smoothing_
     reference = log_density(
-        score_fn, exact_divergence(score_fn, Z.shape[1]), Z,
-        t_min=est.t_min, t_max=est.t_max, n_steps=est.n_steps,
-    ).numpy() - np.log(est.scale_).sum()
+        score_fn, exact_divergence(score_fn, Z.shape[1]), Z * np.exp(-s),
+        t_min=s, t_max=est.t_max, n_steps=est.n_steps,
+    ).numpy() - Z.shape[1] * s - np.log(est.scale_).sum()
     np.testing.assert_allclose(est.score_samples(X[:20]), reference, rtol=1e-4, atol=1e-4)
 
 
