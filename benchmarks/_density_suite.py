@@ -33,7 +33,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 ADBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
-ADBENCH_CAP = 5000
+ADBENCH_CAP = 2000
 MAX_DISTINCT = 50
 N_TRAIN, N_TEST = 2000, 5000
 QUICK = ("demo", "digits64", "wine", "gmm2d", "banana6", "uniform4", "ad_6_cardio")

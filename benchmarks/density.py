@@ -164,8 +164,9 @@ class ZukoFlow:
     Adam on the negative log-likelihood in minibatches (float32, zuko's
     default); after each epoch the held-out negative log-likelihood of a
     ``validation_fraction`` split of the rows decides: the best weights are
-    kept, and training stops after ``patience`` epochs without improvement,
-    after ``max_epochs`` epochs or ``max_steps`` steps, or at a non-finite
+    kept, and training stops after ``patience`` epochs and ``patience_steps``
+    steps without improvement (small sets have one step per epoch), after
+    ``max_epochs`` epochs or ``max_steps`` steps, or at a non-finite
     training loss.
 
     Parameters
@@ -178,14 +179,16 @@ class ZukoFlow:
     batch_size : int, default=256
     validation_fraction : float, default=0.1
     patience : int, default=20
-    max_epochs : int, default=500
+    patience_steps : int, default=500
+    max_epochs : int, default=10_000
     max_steps : int, default=20_000
     seed : int, default=0
         Seeds ``torch.manual_seed`` and the validation split.
     """
 
     def __init__(self, kind, transforms=5, hidden_features=(128, 128), learning_rate=1e-3,
-                 batch_size=256, validation_fraction=0.1, patience=20, max_epochs=500,
+                 batch_size=256, validation_fraction=0.1, patience=20, patience_steps=500,
+                 max_epochs=10_000,
                  max_steps=20_000, seed=0):
         self.kind = kind
         self.transforms = transforms
@@ -194,6 +197,7 @@ class ZukoFlow:
         self.batch_size = batch_size
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.patience_steps = patience_steps
         self.max_epochs = max_epochs
         self.max_steps = max_steps
         self.seed = seed
@@ -211,7 +215,7 @@ class ZukoFlow:
             X.shape[1], transforms=self.transforms, hidden_features=tuple(self.hidden_features)
         )
         optimizer = torch.optim.Adam(self.flow_.parameters(), lr=self.learning_rate)
-        best_nll, best_state, best_epoch, steps, stop = math.inf, None, 0, 0, ""
+        best_nll, best_state, best_epoch, best_step, steps, stop = math.inf, None, 0, 0, 0, ""
         for epoch in range(self.max_epochs):
             for batch in torch.randperm(len(x_fit)).split(self.batch_size):
                 loss = -self.flow_().log_prob(x_fit[batch]).mean()
@@ -229,9 +233,10 @@ class ZukoFlow:
             with torch.no_grad():
                 nll = -self.flow_().log_prob(x_val).mean().item()
             if nll < best_nll:  # False for NaN: a NaN epoch never becomes the best
-                best_nll, best_epoch = nll, epoch
+                best_nll, best_epoch, best_step = nll, epoch, steps
                 best_state = copy.deepcopy(self.flow_.state_dict())
-            elif epoch - best_epoch >= self.patience:
+            # Small sets have one step per epoch: patience counts steps as well.
+            elif epoch - best_epoch >= self.patience and steps - best_step >= self.patience_steps:
                 break
             if steps >= self.max_steps:
                 break

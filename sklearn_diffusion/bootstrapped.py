@@ -8,8 +8,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseDiffusionEstimator
 from ._utils import make_generator
-from .likelihood import exact_divergence, hutchinson_divergence
+from .likelihood import hutchinson_divergence
 from .networks import ScoreMLP
+from .schedules import sigma
 from .training import fit_noise_model, validation_set
 
 __all__ = ["BootstrappedScoreEstimator"]
@@ -93,8 +94,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Probability-flow ODE (RK4) or reverse SDE (exponential integrator).
     divergence : {"auto", "exact", "hutchinson"}, default="auto"
         How ``score_samples`` takes the trace of the score's Jacobian;
-        ``"auto"`` is exact when ``n_features <= n_probes`` (it then costs
-        the same) and Hutchinson with fixed probes above.
+        ``"auto"`` is exact (forward mode through the network) up to 64
+        features and Hutchinson with fixed probes above.
     n_probes : int, default=8
         Number of fixed Rademacher probes for the Hutchinson trace.
     device : str or torch.device, default="auto"
@@ -218,6 +219,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    #: Largest dimension whose divergence ``divergence="auto"`` takes exactly.
+    _max_exact_features = 64
+
     _parameter_constraints = {
         **BaseDiffusionEstimator._parameter_constraints,
         "divergence": [StrOptions({"auto", "exact", "hutchinson"})],
@@ -245,12 +249,18 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         return self._network(self.n_features_in_)
 
     def _score_div_fn(self, model):
-        score_fn = self._score_fn(model)
-        # The exact trace costs one probe per feature: with no more features
-        # than Hutchinson probes it is exact for the same price.
+        # Exact up to 64 features: the forward-mode trace costs about as much
+        # as 21 Hutchinson probes there, and fixed probes bias every row the
+        # same way (1.4 to 2.2 nats on digits-64), which no averaging over
+        # rows removes.
         exact = self.divergence == "exact" or (
-            self.divergence == "auto" and self.n_features_in_ <= self.n_probes
+            self.divergence == "auto" and self.n_features_in_ <= self._max_exact_features
         )
         if exact:
-            return exact_divergence(score_fn, self.n_features_in_)
-        return hutchinson_divergence(score_fn, torch.as_tensor(self.probes_))
+            def score_div(x, t):
+                noise, trace = model.noise_and_trace(x, t)
+                s = sigma(t)
+                return -noise / s[:, None], -trace / s
+
+            return score_div
+        return hutchinson_divergence(self._score_fn(model), torch.as_tensor(self.probes_))

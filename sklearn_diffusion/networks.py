@@ -182,3 +182,43 @@ class ScoreMLP(nn.Module):
             out = nn.functional.silu(layer(h) + bias)
             h = h + out if out.shape == h.shape else out
         return precondition(self.output(h), x, t)
+
+    def noise_and_trace(self, x, t):
+        """Noise prediction (n, d) and the trace of its Jacobian in ``x``, shape (n,).
+
+        Forward-mode by hand: the Jacobian of each hidden layer, (n, width,
+        d), is carried through the network, which costs about one forward
+        pass of ``d`` copies of the rows (the first layer's is free: the
+        Jacobian of ``x`` is the identity) where ``d`` vector-Jacobian
+        products cost about three. Rows never mix.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_diffusion.networks import ScoreMLP, init_parameters
+        >>> net = init_parameters(ScoreMLP(3, (8, 8)), torch.Generator().manual_seed(0))
+        >>> x, t = torch.randn(4, 3), torch.full((4,), 0.5)
+        >>> noise, trace = net.noise_and_trace(x, t)
+        >>> jac = torch.func.vmap(torch.func.jacrev(lambda r, s: net(r[None], s[None])[0]))(x, t)
+        >>> torch.allclose(trace, jac.diagonal(dim1=1, dim2=2).sum(1), atol=1e-5)
+        True
+        """
+        biases = torch.split(self.time_bias(self.time_embedding(t)), self.hidden_layer_sizes, dim=1)
+        d = x.shape[1]
+        h, jac = x, None
+        for layer, bias in zip(self.layers, biases):
+            pre = layer(h) + bias
+            gate = torch.sigmoid(pre)
+            out = pre * gate
+            slope = (gate * (1 + pre * (1 - gate)))[:, :, None]
+            # d pre / dx: the weight itself for the first layer (jac = I).
+            d_pre = layer.weight[None] if jac is None else torch.matmul(layer.weight, jac)
+            d_out = slope * d_pre
+            if out.shape == h.shape:
+                eye = torch.eye(d, dtype=x.dtype, device=x.device)[None]
+                jac = (eye if jac is None else jac) + d_out
+                h = h + out
+            else:
+                jac, h = d_out, out
+        trace = torch.einsum("ow,nwo->n", self.output.weight, jac)
+        return precondition(self.output(h), x, t), sigma(t) * d + alpha(t) * trace
