@@ -26,6 +26,7 @@ import copy
 import datetime
 import functools
 import inspect
+import json
 import math
 import time
 import warnings
@@ -435,15 +436,15 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def report(datasets, methods, cells, truths, ranks, win_counts):
-    """The markdown tables of a run."""
+def report(infos, methods, cells, truths, ranks, win_counts):
+    """The markdown tables of a run; ``infos`` are the data sets' JSON descriptions."""
     get = {(c["dataset"], c["method"]): c for c in cells}
-    names = [ds.name for ds in datasets]
+    names = [info["name"] for info in infos]
     sections = [DEQUANTIZATION_RULE, PROTOCOL]
     sections.append("Data sets\n\n" + _table(
         ["data set", "n_train", "n_test", "d", "dequantized", "dropped", "scale", "truth"],
-        [[ds.name, str(len(ds.X_train)), str(len(ds.X_test)), str(ds.d), str(ds.dequantized),
-          str(ds.dropped), ds.scale, "yes" if truths[ds.name] else "no"] for ds in datasets],
+        [[i["name"], str(i["n_train"]), str(i["n_test"]), str(i["d"]), str(i["dequantized"]),
+          str(i["dropped"]), i["scale"], "yes" if truths[i["name"]] else "no"] for i in infos],
     ))
 
     rows = []
@@ -500,7 +501,10 @@ def main(argv=None):
     parser.add_argument("--out", default="density", help="results/<out>.json and .md")
     parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the suite (splits, noise)")
+    parser.add_argument("--merge", help="comma-separated earlier outs to join into --out")
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge(args.out, args.merge.split(","))
 
     methods = split_labels(args.methods)
     try:
@@ -532,36 +536,67 @@ def main(argv=None):
                       f"{_fmt(cell['test_ll'])}  {status}", flush=True)
     wall = time.perf_counter() - start
 
-    table = {ds.name: {c["method"]: c["test_ll"] for c in cells if c["dataset"] == ds.name}
-             for ds in datasets}
-    ranks = mean_ranks(table, methods)
-    win_counts = wins(table, methods)
     for c in cells:
         known = truths[c["dataset"]]
         c["gap_truth"] = known["test_ll"] - c["test_ll"] if known else math.nan
-    text = report(datasets, methods, cells, truths, ranks, win_counts)
-    print("\n" + text, flush=True)
+    infos = [{"name": ds.name, "n_train": len(ds.X_train), "n_test": len(ds.X_test),
+              "d": ds.d, "dequantized": ds.dequantized, "dropped": ds.dropped,
+              "scale": ds.scale, "truth": truths[ds.name]} for ds in datasets]
+    summarize(args.out, infos, methods, cells,
+              {"threads": args.threads, "seed": args.seed, "wall_seconds": wall})
+    return cells
 
+
+def summarize(out, infos, methods, cells, extra):
+    """Rank, report, print and write ``results/<out>.json`` and ``.md``; returns the text."""
     import zuko
 
+    truths = {i["name"]: i["truth"] for i in infos}
+    table = {i["name"]: {c["method"]: c["test_ll"] for c in cells if c["dataset"] == i["name"]}
+             for i in infos}
+    ranks = mean_ranks(table, methods)
+    win_counts = wins(table, methods)
+    text = report(infos, methods, cells, truths, ranks, win_counts)
+    print("\n" + text, flush=True)
     versions = {"torch": torch.__version__, "sklearn": sklearn.__version__,
                 "numpy": np.__version__, "zuko": zuko.__version__}
-    _report.write(args.out, {
+    _report.write(out, {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "versions": versions, "threads": args.threads, "seed": args.seed,
-        "wall_seconds": wall, "protocol": PROTOCOL, "dequantization": DEQUANTIZATION_RULE,
-        "methods": methods,
-        "datasets": [{"name": ds.name, "n_train": len(ds.X_train), "n_test": len(ds.X_test),
-                      "d": ds.d, "dequantized": ds.dequantized, "dropped": ds.dropped,
-                      "scale": ds.scale, "truth": truths[ds.name]} for ds in datasets],
+        "versions": versions, **extra, "protocol": PROTOCOL,
+        "dequantization": DEQUANTIZATION_RULE, "methods": methods, "datasets": infos,
         "cells": cells, "mean_rank": ranks, "wins": win_counts,
     })
-    md = _report.RESULTS / f"{args.out}.md"
-    md.write_text(f"# Held-out log-likelihood ({datetime.date.today()}, {args.threads} threads, "
-                  f"torch {torch.__version__}, scikit-learn {sklearn.__version__})\n\n"
-                  + text + "\n")
+    md = _report.RESULTS / f"{out}.md"
+    md.write_text(f"# Held-out log-likelihood ({datetime.date.today()}, "
+                  f"{extra.get('threads', '?')} threads, torch {torch.__version__}, "
+                  f"scikit-learn {sklearn.__version__})\n\n"
+                  + (extra["header"] + "\n\n" if "header" in extra else "") + text + "\n")
     print(f"tables written to {md}")
-    return cells
+    return text
+
+
+def merge(out, parts):
+    """One report from the JSON files of several runs (``results/<part>.json``).
+
+    Runs split over data sets (for example two one-thread processes side by
+    side) or over methods (a variant measured later) are joined cell by cell.
+    """
+    infos, methods, cells, threads = {}, [], {}, set()
+    for part in parts:
+        payload = json.loads((_report.RESULTS / f"{part}.json").read_text())
+        threads.add(payload.get("threads"))
+        for info in payload["datasets"]:
+            infos.setdefault(info["name"], info)
+        methods += [m for m in payload["methods"] if m not in methods]
+        for c in payload["cells"]:
+            cells[c["dataset"], c["method"]] = c
+    missing = [k for k in ((n, m) for n in infos for m in methods) if k not in cells]
+    if missing:
+        raise SystemExit(f"cells missing from the parts: {missing}")
+    header = f"Merged from {', '.join(parts)} (seconds as measured in each run)."
+    return summarize(out, list(infos.values()), methods, list(cells.values()),
+                     {"threads": "/".join(map(str, sorted(threads))), "parts": parts,
+                      "header": header})
 
 
 if __name__ == "__main__":

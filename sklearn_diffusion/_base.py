@@ -469,4 +469,3 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
-

@@ -6,12 +6,12 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import BaseDiffusionEstimator
+from ._base import _MAX_SEED, BaseDiffusionEstimator
 from ._utils import make_generator
 from .likelihood import hutchinson_divergence
-from .networks import ScoreMLP
+from .networks import ScoreEnsemble, ScoreMLP
 from .schedules import sigma
-from .training import fit_noise_model, validation_set
+from .training import TrainingResult, average_curves, fit_noise_model, validation_set
 
 __all__ = ["BootstrappedScoreEstimator"]
 
@@ -98,6 +98,11 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         features and Hutchinson with fixed probes above.
     n_probes : int, default=8
         Number of fixed Rademacher probes for the Hutchinson trace.
+    n_networks : int, default=1
+        Networks trained from different seeds whose scores are averaged
+        (the probability-flow ODE of the mean score is still a normalized
+        density). Each one costs a full fit; see
+        ``benchmarks/results/density_studies.md`` for what two gave.
     device : str or torch.device, default="auto"
         ``"auto"`` uses a CUDA GPU when there is one.
     random_state : int, RandomState instance or None, default=None
@@ -191,6 +196,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         sampler="ode",
         divergence="auto",
         n_probes=8,
+        n_networks=1,
         device="auto",
         random_state=None,
         verbose=0,
@@ -215,6 +221,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.sampler = sampler
         self.divergence = divergence
         self.n_probes = n_probes
+        self.n_networks = n_networks
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -226,27 +233,40 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         **BaseDiffusionEstimator._parameter_constraints,
         "divergence": [StrOptions({"auto", "exact", "hutchinson"})],
         "n_probes": [Interval(Integral, 1, None, closed="left")],
+        "n_networks": [Interval(Integral, 1, None, closed="left")],
     }
 
     def _fit_model(self, Z, Z_val, device, seed):
         probe_rng = np.random.default_rng(seed)
         self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, Z.shape[1]))
-        generator = make_generator(seed, device)
-        # Weights are drawn on the CPU so a seed gives the same network on any device.
-        network = self._network(Z.shape[1], generator=make_generator(seed)).to(device)
-        validation = None
-        if Z_val is not None:
-            validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator)
-        return fit_noise_model(
-            network, Z, generator=generator, validation=validation, **self._training_kwargs()
+        seeds = [seed] + [int(s) for s in probe_rng.integers(_MAX_SEED, size=self.n_networks - 1)]
+        results = []
+        for member_seed in seeds:
+            generator = make_generator(member_seed, device)
+            # Weights are drawn on the CPU so a seed gives the same network on any device.
+            network = ScoreMLP(Z.shape[1], tuple(self.hidden_layer_sizes),
+                               generator=make_generator(member_seed)).to(device)
+            validation = None
+            if Z_val is not None:
+                validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator)
+            results.append(fit_noise_model(
+                network, Z, generator=generator, validation=validation, **self._training_kwargs()
+            ))
+        if len(results) == 1:
+            return results[0]
+        weights = np.ones(len(results))
+        return TrainingResult(
+            ScoreEnsemble([r.model for r in results]).eval(),
+            average_curves([r.loss_curve for r in results], weights),
+            average_curves([r.validation_curve for r in results], weights),
+            int(max(r.best_iter for r in results)),
         )
 
-    def _network(self, n_features, generator=None):
-        return ScoreMLP(n_features, tuple(self.hidden_layer_sizes), generator=generator)
-
     def _empty_model(self):
-        """The score network, before its weights are set."""
-        return self._network(self.n_features_in_)
+        """The score network(s), before the weights are set."""
+        members = [ScoreMLP(self.n_features_in_, tuple(self.hidden_layer_sizes))
+                   for _ in range(self.n_networks)]
+        return members[0] if self.n_networks == 1 else ScoreEnsemble(members)
 
     def _score_div_fn(self, model):
         # Exact up to 64 features: the forward-mode trace costs about as much

@@ -17,7 +17,7 @@ from .localization import (
     local_windows,
     neighbourhoods,
 )
-from .training import TrainingResult, fit_noise_model, validation_set
+from .training import TrainingResult, average_curves, fit_noise_model, validation_set
 
 __all__ = ["LocalizedDiffusionEstimator"]
 
@@ -48,18 +48,6 @@ def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shar
     )
     state = {name: value.cpu() for name, value in result.model.state_dict().items()}
     return state, result.loss_curve, result.validation_curve, result.best_iter
-
-
-def _average_curves(curves, weights):
-    # Blocks stop early at different steps: average over those still running
-    # (the longest curve covers every step, so no weight is zero; curves
-    # without validation are empty and stay so).
-    length = max(len(c) for c in curves)
-    total, weight = np.zeros(length), np.zeros(length)
-    for curve, w in zip(curves, weights):
-        total[: len(curve)] += w * curve
-        weight[: len(curve)] += w
-    return total / weight
 
 
 class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
@@ -361,8 +349,8 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         sizes = [len(block) for block in self.blocks_]
         return TrainingResult(
             model.to(device).eval(),
-            _average_curves(curves, sizes),
-            _average_curves(val_curves, sizes),
+            average_curves(curves, sizes),
+            average_curves(val_curves, sizes),
             int(max(best_iters)),
         )
 

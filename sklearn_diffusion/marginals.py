@@ -79,8 +79,8 @@ def _normal_quantiles(x, reference, h, weight):
     return np.where(log_cdf < log_sf, ndtri_exp(log_cdf), -ndtri_exp(log_sf))
 
 
-def fit_gaussianizer(X, *, generator, max_reference=1000, n_selection=500, n_knots=256, bandwidths=BANDWIDTHS,
-                     weights=WEIGHTS):
+def fit_gaussianizer(X, *, generator, max_reference=1000, n_selection=500, n_knots=256,
+                     bandwidths=BANDWIDTHS, weights=WEIGHTS):
     """Knots of the per-column maps ``g_j = Phi^{-1} o F_j`` for standardized ``X``.
 
     Parameters

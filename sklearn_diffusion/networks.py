@@ -17,6 +17,7 @@ from .schedules import alpha, sigma
 __all__ = [
     "TimeEmbedding",
     "ScoreMLP",
+    "ScoreEnsemble",
     "StackedLinear",
     "precondition",
     "score_from_noise",
@@ -222,3 +223,34 @@ class ScoreMLP(nn.Module):
                 jac, h = d_out, out
         trace = torch.einsum("ow,nwo->n", self.output.weight, jac)
         return precondition(self.output(h), x, t), sigma(t) * d + alpha(t) * trace
+
+
+class ScoreEnsemble(nn.Module):
+    """The mean noise prediction of several networks, and the mean of their traces.
+
+    The probability-flow ODE of any score field is a bijection, so the mean
+    score of several networks still defines a normalized density, and its
+    divergence is the mean of theirs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.networks import ScoreEnsemble, ScoreMLP
+    >>> net = ScoreEnsemble([ScoreMLP(2, (8,)), ScoreMLP(2, (8,))])
+    >>> x, t = torch.randn(3, 2), torch.ones(3)
+    >>> torch.allclose(net(x, t), ScoreMLP(2, (8,))(x, t))  # both untrained
+    True
+    """
+
+    def __init__(self, members):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x, t):
+        """Mean noise prediction, shape (n, d)."""
+        return torch.stack([m(x, t) for m in self.members]).mean(dim=0)
+
+    def noise_and_trace(self, x, t):
+        """Mean noise prediction (n, d) and mean trace of its Jacobian (n,)."""
+        noises, traces = zip(*(m.noise_and_trace(x, t) for m in self.members))
+        return torch.stack(noises).mean(dim=0), torch.stack(traces).mean(dim=0)

@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 from .losses import bootstrap_loss, dsm_loss
 from .schedules import sample_times
 
-__all__ = ["fit_noise_model", "validation_set", "TrainingDivergedError", "TrainingResult"]
+__all__ = [
+    "fit_noise_model", "validation_set", "average_curves", "TrainingDivergedError", "TrainingResult"
+]
 
 
 class TrainingDivergedError(RuntimeError):
@@ -60,6 +62,28 @@ def validation_set(X, t_min, t_max, *, generator, min_size=2048):
     t = sample_times(x0.shape[0], t_min, t_max, generator=generator, device=X.device)
     z = torch.randn(x0.shape, generator=generator, device=X.device)
     return x0, t, z
+
+
+def average_curves(curves, weights):
+    """Weighted mean of loss curves of different lengths, step by step.
+
+    Fits stop early at different steps: each step averages the curves still
+    running (the longest covers every step, so no weight is zero; empty
+    curves stay empty).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion.training import average_curves
+    >>> average_curves([np.array([1.0, 2.0]), np.array([3.0])], [1, 1]).tolist()
+    [2.0, 2.0]
+    """
+    length = max(len(c) for c in curves)
+    total, weight = np.zeros(length), np.zeros(length)
+    for curve, w in zip(curves, weights):
+        total[: len(curve)] += w * curve
+        weight[: len(curve)] += w
+    return total / weight
 
 
 def _lr_factor(step, max_iter, warmup=0.02, final=0.05):

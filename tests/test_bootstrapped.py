@@ -232,3 +232,19 @@ def test_bad_parameters(params, match, data):
 def test_bad_n_samples(fitted, n_samples):
     with pytest.raises(ValueError, match="n_samples"):
         fitted.sample(n_samples)
+
+
+def test_n_networks_averages_scores_and_round_trips(data, tmp_path):
+    from sklearn_diffusion import persistence
+    from sklearn_diffusion.networks import ScoreEnsemble
+
+    est = BootstrappedScoreEstimator(**{**FAST, "n_networks": 2}).fit(data)
+    assert isinstance(est.model_, ScoreEnsemble) and len(est.model_.members) == 2
+    x, t = torch.randn(5, data.shape[1]), torch.full((5,), 0.3)
+    with torch.no_grad():
+        mean = (est.model_.members[0](x, t) + est.model_.members[1](x, t)) / 2
+        torch.testing.assert_close(est.model_(x, t), mean)
+    scores = est.score_samples(data[:10])
+    assert np.isfinite(scores).all()
+    persistence.save(est, tmp_path / "ens.pt")
+    np.testing.assert_array_equal(persistence.load(tmp_path / "ens.pt").score_samples(data[:10]), scores)
