@@ -193,7 +193,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
         return float(candidates[best]), scores
 
-    def _model_log_density(self, z, model, smoothing, n_steps=None):
+    def _model_log_density(self, z, model, smoothing):
         """Log-density of the rows ``z`` (n, d) in the model's space, smoothed at ``smoothing``.
 
         ``log p_s(a_s z) + d log a_s`` is the density of
@@ -209,7 +209,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
                 z * math.exp(log_a),
                 t_min=smoothing,
                 t_max=self.t_max,
-                n_steps=n_steps or self.n_steps,
+                n_steps=self.n_steps,
                 chunk_size=self._chunk_size,
             )
         lp = lp + z.shape[1] * log_a
@@ -319,8 +319,11 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         Computed along the probability-flow ODE with a fixed-step integrator,
         so a row's value is deterministic and does not depend on the others.
         It is the density of the model at noise ``smoothing_`` (see
-        ``smoothing``), taken through the column transform with its exact
-        log-Jacobian, on the scale of the input features.
+        ``smoothing``), mixed with weight 0.01 with a standard normal in the
+        model's space (a defensive floor: at most 0.01 nats on any row, and
+        no row the network finds impossible costs millions of nats), taken
+        through the column transform with its exact log-Jacobian, on the
+        scale of the input features.
 
         Parameters
         ----------
