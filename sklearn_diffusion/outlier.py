@@ -29,6 +29,7 @@ DEFAULT_ESTIMATOR_PARAMS = (
     # score never integrates the likelihood, so its smoothing is not chosen.
     ("column_transform", "standardize"),
     ("smoothing", 1e-3),
+    ("n_networks", 1),
 )
 
 
