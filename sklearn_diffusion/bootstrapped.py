@@ -161,6 +161,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
     ``log N(x_T; 0, I) - int (d + tr grad s) dt`` along the probability-flow
     ODE ``dx/dt = -x - s(x, t)``.
 
+    Saving: ``pickle.load`` and ``joblib.load`` run code from the file they
+    read, so load a pickle only from a source you trust;
+    :func:`sklearn_diffusion.persistence.save` and
+    :func:`sklearn_diffusion.persistence.load` write and read a file that
+    holds only tensors, numbers and strings, and run no code from it.
+
     Examples
     --------
     >>> import numpy as np

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from scipy.sparse.csgraph import shortest_path
 from torch import nn
-from torch.func import jvp
 
 from .networks import (
     StackedLinear,
@@ -175,7 +174,9 @@ def coordinate_distances(locality, n_features, X=None):
                 f"but X has n_features={n_features}."
             )
         return _lattice_distances(tuple(int(s) for s in spec))
-    return _matrix_distances(spec.astype(np.float64), n_features)
+    # A contiguous float64 copy: shortest_path fails on a transposed (or a
+    # DataFrame's) non-contiguous array and would leave inf self-distances.
+    return _matrix_distances(np.ascontiguousarray(spec, dtype=np.float64), n_features)
 
 
 def neighbourhoods(distances, radius):
@@ -224,8 +225,8 @@ def local_windows(locality, distances, radius, *, shared=False):
     distances : ndarray of shape (d, d)
         From :func:`coordinate_distances`.
     radius : float
-        Neighbourhood radius, at least 0 and at most the largest finite
-        distance (a larger one would add nothing: all neighbourhoods are full).
+        Neighbourhood radius, at least 0; one beyond the largest finite
+        distance is taken as that distance (every neighbourhood is full).
     shared : bool, default=False
 
     Returns
@@ -237,7 +238,7 @@ def local_windows(locality, distances, radius, *, shared=False):
     Raises
     ------
     ValueError
-        On a radius outside ``[0, max finite distance]``, on ``shared=True``
+        On a negative radius, on ``shared=True``
         with a locality that has no translations, or on a ring too small for
         a window of ``2 r + 1`` distinct sites.
 
@@ -252,12 +253,11 @@ def local_windows(locality, distances, radius, *, shared=False):
     ([[4, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4]], 1)
     """
     d = distances.shape[0]
-    largest = distances[np.isfinite(distances)].max()
-    if radius < 0 or radius > largest:
-        raise ValueError(
-            f"radius={radius} is outside [0, {largest:g}]: {largest:g} is the largest distance "
-            f"between the n_features={d} features, where every neighbourhood is already full."
-        )
+    if radius < 0:
+        raise ValueError(f"radius must be at least 0, got {radius!r}.")
+    # Beyond the largest distance every neighbourhood is already full: the
+    # same model, so a default radius suits data with few features too.
+    radius = min(radius, distances[np.isfinite(distances)].max())
     if shared:
         lattice = not isinstance(locality, str) and np.asarray(locality).ndim == 1
         if not (lattice or (isinstance(locality, str) and locality in ("chain", "ring"))):
@@ -391,16 +391,32 @@ class LocalNoiseModel(nn.Module):
         """Windows of ``x`` (n, n_inputs): shape (n, m, k), dummy slots zero."""
         return nn.functional.pad(x, (0, 1))[:, self.windows]
 
-    def residual(self, win, t):
-        """``F(win, t)``, shape (n, m), from windows (n, m, k) and ``t`` (n,)."""
+    def residual(self, win, t, *, centre_derivative=False):
+        """``F(win, t)``, shape (n, m), from windows (n, m, k) and ``t`` (n,).
+
+        With ``centre_derivative=True``, also ``d F_i / d win[:, i, centre_slot]``
+        (n, m): a one-hot tangent carried forward through the layers by hand,
+        one extra matmul per layer. Unlike ``torch.func.jvp`` this uses no
+        process-wide forward-AD state, so threads can score with one model.
+        """
         n = win.shape[0]
         h = torch.cat([win, self.mask.expand(n, -1, -1)], dim=2).transpose(0, 1)
         emb = self.time_embedding(t)[None]
         biases = torch.split(self.time_bias(emb), self.hidden_layer_sizes, dim=2)
+        dh = torch.zeros(1, 1, h.shape[2], dtype=h.dtype, device=h.device)
+        dh[..., self.centre_slot] = 1.0
         for layer, bias in zip(self.layers, biases):
-            out = nn.functional.silu(layer(h) + bias)
+            pre = layer(h) + bias
+            out = nn.functional.silu(pre)
+            if centre_derivative:
+                gate = torch.sigmoid(pre)
+                d_out = gate * (1 + pre * (1 - gate)) * torch.matmul(dh, layer.weight)
+                dh = dh + d_out if out.shape == h.shape else d_out
             h = h + out if out.shape == h.shape else out
-        return self.output(h)[..., 0].T
+        res = self.output(h)[..., 0].T
+        if not centre_derivative:
+            return res
+        return res, torch.matmul(dh, self.output.weight)[..., 0].T
 
     def forward(self, x, t):
         """Noise prediction, shape (n, m), for ``x`` (n, n_inputs) and ``t`` (n,)."""
@@ -410,14 +426,12 @@ class LocalNoiseModel(nn.Module):
         """Noise ``e`` (n, m) and ``d e_i / d x_{c_i}`` (n, m) in one forward-mode pass.
 
         ``F_i`` depends on ``x`` only through window ``i``, where ``x_{c_i}``
-        sits once, at the centre slot: the jvp with a one-hot tangent at every
-        window's centre slot gives all the diagonal Jacobian entries at the
-        cost of about one forward pass, exactly.
+        sits once, at the centre slot: a one-hot tangent at every window's
+        centre slot, carried forward (:meth:`residual`), gives all the
+        diagonal Jacobian entries at the cost of about one forward pass,
+        exactly.
         """
-        win = self.gather(x)
-        tangent = torch.zeros_like(win)
-        tangent[:, :, self.centre_slot] = 1.0
-        residual, d_residual = jvp(lambda w: self.residual(w, t), (win,), (tangent,))
+        residual, d_residual = self.residual(self.gather(x), t, centre_derivative=True)
         noise = precondition(residual, x[:, self.centres], t)
         d_noise = precondition(d_residual, torch.ones_like(d_residual), t)
         return noise, d_noise

@@ -4,11 +4,21 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.base import _fit_context
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _MAX_SEED, BaseDiffusionEstimator
-from ._utils import make_generator, to_tensor
+from ._base import (
+    _MAX_SEED,
+    BaseDiffusionEstimator,
+    _complete_rows,
+    _observed_location_scale,
+    _observed_rows,
+    atomic_fit,
+)
+from ._utils import make_generator, resolve_device, to_tensor
 from .localization import (
     LocalNoiseModel,
     block_view,
@@ -17,6 +27,7 @@ from .localization import (
     local_windows,
     neighbourhoods,
 )
+from .marginals import fit_gaussianizer, gaussianize
 from .training import TrainingResult, average_curves, fit_noise_model, validation_set
 
 __all__ = ["LocalizedDiffusionEstimator"]
@@ -50,6 +61,28 @@ def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shar
     return state, result.loss_curve, result.validation_curve, result.best_iter
 
 
+def _match_knot_count(x_knots, z_knots, k):
+    """Column maps (m, k0) laid out on ``k`` knots each, the same piecewise-linear maps.
+
+    Thinned evenly (ends kept) as :func:`~sklearn_diffusion.marginals.fit_gaussianizer`
+    does when there are more; midpoints inserted in the widest gaps when
+    there are fewer, which leaves each map and its end slopes unchanged.
+    """
+    x_out, z_out = [], []
+    for x, z in zip(x_knots, z_knots):
+        if len(x) >= k:
+            keep = np.unique(np.linspace(0, len(x) - 1, k).round().astype(int))
+            x, z = x[keep], z[keep]
+        while len(x) < k:
+            gaps = np.argsort(-np.diff(x), kind="stable")[: k - len(x)]
+            mid = (x[gaps] + x[gaps + 1]) / 2
+            z = np.insert(z, gaps + 1, np.interp(mid, x, z))
+            x = np.insert(x, gaps + 1, mid)
+        x_out.append(x)
+        z_out.append(z)
+    return np.stack(x_out), np.stack(z_out)
+
+
 class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
     """Diffusion density estimator whose score is assembled from local sub-models.
 
@@ -76,9 +109,9 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         graph learned from the training rows, joining each column to its two
         strongest partial correlations.
     radius : float, default=2
-        Neighbourhood radius, between 0 (each coordinate alone, conditioned
-        on time only) and the largest distance between features (no
-        localization).
+        Neighbourhood radius, from 0 (each coordinate alone, conditioned
+        on time only) to the largest distance between features (no
+        localization); a larger radius is the same as that one.
     shared : bool, default=False
         One network for every window (a convolution with receptive field
         ``2 radius + 1`` per axis) instead of one per coordinate; for
@@ -229,6 +262,12 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
     Seeds are drawn before dispatch, so the fitted model is the same for any
     ``n_jobs`` or backend.
 
+    Saving: ``pickle.load`` and ``joblib.load`` run code from the file they
+    read, so load a pickle only from a source you trust;
+    :func:`sklearn_diffusion.persistence.save` and
+    :func:`sklearn_diffusion.persistence.load` write and read a file that
+    holds only tensors, numbers and strings, and run no code from it.
+
     Examples
     --------
     >>> import numpy as np
@@ -313,31 +352,14 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Z_np = Z.cpu().numpy()
         Z_val_np = None if Z_val is None else Z_val.cpu().numpy()
         d = Z_np.shape[1]
-        self.distances_ = coordinate_distances(self.locality, d, Z_np)
-        windows, centre_slot = local_windows(
-            self.locality, self.distances_, self.radius, shared=self.shared
-        )
+        # A missing entry (NaN) counts as the column mean (0 in model space)
+        # in the learned graph: under MCAR that shrinks every correlation by
+        # about the same factor, so the strongest partners stay the same.
+        self.distances_ = coordinate_distances(self.locality, d, np.nan_to_num(Z_np))
         self.neighbourhoods_ = neighbourhoods(self.distances_, self.radius)
         n_blocks = 1 if self.shared else -(-d // self.block_size)
         self.blocks_ = np.array_split(np.arange(d), n_blocks)
-        # Seeds drawn before dispatch: the model does not depend on n_jobs.
-        seeds = np.random.RandomState(seed).randint(_MAX_SEED, size=n_blocks)
-        training_kwargs = self._training_kwargs()
-        hidden = tuple(self.hidden_layer_sizes)
-        jobs = []
-        for block, block_seed in zip(self.blocks_, seeds):
-            halo, local, core = block_view(windows, block)
-            jobs.append(
-                delayed(_fit_block)(
-                    Z_np[:, halo], None if Z_val_np is None else Z_val_np[:, halo], local, core,
-                    centre_slot, hidden_layer_sizes=hidden, shared=self.shared,
-                    seed=int(block_seed), device=str(device),
-                    training_kwargs={**training_kwargs, "description": f"block {len(jobs)}"},
-                )
-            )
-        # CUDA cannot be used in forked workers: blocks share the device through threads.
-        backend = {"require": "sharedmem"} if device.type == "cuda" else {}
-        outputs = Parallel(n_jobs=self.n_jobs, **backend)(jobs)
+        outputs = self._train_blocks(Z_np, Z_val_np, range(n_blocks), device, seed)
         states, curves, val_curves, best_iters = zip(*outputs)
 
         model = self._empty_model()
@@ -353,6 +375,191 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
             average_curves(val_curves, sizes),
             int(max(best_iters)),
         )
+
+    def _train_blocks(self, Z, Z_val, which, device, seed):
+        """Train the blocks ``which`` (indices into ``blocks_``) on the model-space rows.
+
+        ``Z`` (n, d) and ``Z_val`` (n_val, d) or None are numpy arrays. Every
+        block's seed is drawn from ``seed`` by its index before dispatch, so
+        the model depends neither on ``n_jobs`` nor on which blocks are
+        trained (what :meth:`refit_features` relies on).
+        """
+        windows, centre_slot = local_windows(
+            self.locality, self.distances_, self.radius, shared=self.shared
+        )
+        seeds = np.random.RandomState(seed).randint(_MAX_SEED, size=len(self.blocks_))
+        training_kwargs = self._training_kwargs()
+        hidden = tuple(self.hidden_layer_sizes)
+        jobs = []
+        for b in which:
+            halo, local, core = block_view(windows, self.blocks_[b])
+            jobs.append(
+                delayed(_fit_block)(
+                    Z[:, halo], None if Z_val is None else Z_val[:, halo], local, core,
+                    centre_slot, hidden_layer_sizes=hidden, shared=self.shared,
+                    seed=int(seeds[b]), device=str(device),
+                    training_kwargs={**training_kwargs, "description": f"block {b}"},
+                )
+            )
+        # CUDA cannot be used in forked workers: blocks share the device through threads.
+        backend = {"require": "sharedmem"} if device.type == "cuda" else {}
+        return Parallel(n_jobs=self.n_jobs, **backend)(jobs)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @atomic_fit
+    def refit_features(self, X, features):
+        """Re-train only the sub-models whose neighbourhood contains any of ``features``.
+
+        For a sensor that was replaced or recalibrated: the blocks (see
+        ``blocks_``) with a coordinate whose window holds a changed feature
+        are trained again on ``X``; every other block keeps its weights bit
+        for bit. Each block draws its seed from ``random_state`` by its
+        index, as in :meth:`fit`, so with an int ``random_state`` and the
+        same parameters the re-trained blocks are bit-identical to those of
+        a full ``fit(X)``; when only the columns ``features`` of ``X``
+        differ from the rows the model was fitted on, the whole model is
+        (with ``column_transform="gaussianize"``, as long as the new columns'
+        maps have as many knots as the others, the usual case for
+        continuous data; otherwise they are resampled to that count, the
+        same map).
+
+        The column transform (``mean_``, ``scale_`` and the column maps) is
+        fitted again for the columns ``features`` only: the untouched
+        sub-models read the other columns, in the coordinates they were
+        trained in, and every sub-model that reads a changed column is
+        re-trained. ``distances_`` (also a learned ``locality="auto"``
+        graph) and ``blocks_`` are kept. ``smoothing_`` is chosen again
+        (``smoothing="auto"``), on the held-out rows a full fit would use.
+        ``loss_curve_``, ``validation_loss_curve_``, ``n_iter_`` and
+        ``best_iter_`` then describe the re-trained blocks.
+
+        All or nothing: when it fails, the estimator is left as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows with the changed columns; ``n_features`` must be
+            that of :meth:`fit`, while the number of rows may differ (for
+            example only the rows recorded since the change).
+        features : array-like of int or str
+            Indices of the changed features, or their names when ``X`` had
+            string column names at fit.
+
+        Returns
+        -------
+        self : object
+            The estimator, with the affected blocks re-trained.
+
+        Raises
+        ------
+        ValueError
+            On an unknown feature, an ``X`` with another number of features,
+            or when ``locality``, ``radius``, ``shared``, ``block_size`` or
+            ``hidden_layer_sizes`` changed since :meth:`fit` (the sub-models
+            would no longer fit together; call :meth:`fit`).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_diffusion import LocalizedDiffusionEstimator
+        >>> X = np.cumsum(np.random.default_rng(0).normal(size=(200, 8)), axis=1)
+        >>> est = LocalizedDiffusionEstimator(radius=1, block_size=4, max_iter=20,
+        ...                                   random_state=0).fit(X)
+        >>> X[:, 7] = 2 * X[:, 7] + 1  # sensor 7 recalibrated
+        >>> before = est.model_.output.weight[:4].clone()
+        >>> est = est.refit_features(X, [7])  # re-trains the block of sensors 4 to 7 only
+        >>> bool((est.model_.output.weight[:4] == before).all())
+        True
+        """
+        check_is_fitted(self)
+        self._check_settings()
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
+                          ensure_min_samples=2, ensure_all_finite="allow-nan")
+        changed = self._feature_indices(features)
+        windows, _ = local_windows(self.locality, self.distances_, self.radius, shared=self.shared)
+        d = self.n_features_in_
+        n_blocks = 1 if self.shared else -(-d // self.block_size)
+        same_blocks = n_blocks == len(self.blocks_) and all(
+            np.array_equal(a, b)
+            for a, b in zip(np.array_split(np.arange(d), n_blocks), self.blocks_)
+        )
+        if not (same_blocks and np.array_equal(windows, self.model_.windows.numpy())
+                and tuple(self.hidden_layer_sizes) == self.model_.hidden_layer_sizes
+                and (self.column_transform == "gaussianize") == hasattr(self, "x_knots_")):
+            raise ValueError(
+                "refit_features needs the structure the model was fitted with: locality, "
+                "radius, shared, block_size, hidden_layer_sizes or column_transform changed "
+                "since fit; call fit instead."
+            )
+        # The same steps and random draws as fit, so a re-trained block sees
+        # exactly the rows, seed and held-out split a full fit would give it.
+        X = _observed_rows(X.astype(np.float64, copy=False))
+        mean, scale = _observed_location_scale(X)
+        self.mean_, self.scale_ = self.mean_.copy(), self.scale_.copy()
+        self.mean_[changed], self.scale_[changed] = mean[changed], scale[changed]
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(_MAX_SEED, size=2)[0])
+        device = resolve_device(self.device)
+        self.device_ = str(device)
+        Z = (X - self.mean_) / self.scale_
+        n_val = int(self.validation_fraction * len(Z)) if self.early_stopping else 0
+        order = rng.permutation(len(Z))
+        Z_val, Z = (Z[order[:n_val]], Z[order[n_val:]]) if n_val > 0 else (None, Z)
+        if self.column_transform == "gaussianize":
+            knots = fit_gaussianizer(Z[:, changed], generator=make_generator(seed))
+            x_new, z_new = _match_knot_count(*knots[:2], self.x_knots_.shape[1])
+            self.x_knots_, self.z_knots_ = self.x_knots_.copy(), self.z_knots_.copy()
+            self.column_bandwidth_ = self.column_bandwidth_.copy()
+            self.column_normal_weight_ = self.column_normal_weight_.copy()
+            self.x_knots_[changed], self.z_knots_[changed] = x_new, z_new
+            self.column_bandwidth_[changed], self.column_normal_weight_[changed] = knots[2:]
+            Z = gaussianize(Z, self.x_knots_, self.z_knots_)[0]
+            if Z_val is not None:
+                Z_val = gaussianize(Z_val, self.x_knots_, self.z_knots_)[0]
+        self._warn_if_near_discrete(Z[:, changed])
+        touched = np.isin(windows, changed)
+        which = [b for b, block in enumerate(self.blocks_) if touched[block].any()]
+        outputs = self._train_blocks(Z, Z_val, which, device, seed)
+        states, curves, val_curves, best_iters = zip(*outputs)
+        # A new module, not an in-place edit: the previous model_ stays intact
+        # until the end, so a failure leaves it as it was.
+        model = self._empty_model()
+        state = {name: value.clone() for name, value in self.model_.state_dict().items()}
+        for b, block_state in zip(which, states):
+            # Stacked weights in coordinate order; one network in all when shared.
+            rows = slice(None) if self.shared else slice(
+                int(self.blocks_[b][0]), int(self.blocks_[b][-1]) + 1
+            )
+            for name, _ in model.named_parameters():
+                state[name][rows] = block_state[name]
+        model.load_state_dict(state)
+        self.model_ = model.eval()
+        self._check_trained(np.nan_to_num(Z))
+        sizes = [len(self.blocks_[b]) for b in which]
+        self.loss_curve_ = average_curves(curves, sizes)
+        self.validation_loss_curve_ = average_curves(val_curves, sizes)
+        self.n_iter_ = len(self.loss_curve_)
+        self.best_iter_ = int(max(best_iters))
+        self.smoothing_, self.smoothing_scores_ = self._select_smoothing(_complete_rows(Z_val))
+        return self
+
+    def _feature_indices(self, features):
+        """Sorted unique column indices of ``features`` (indices or names)."""
+        features = np.unique(np.asarray(features).ravel())
+        if features.size == 0:
+            raise ValueError("features must name at least one feature.")
+        if features.dtype.kind in "OUS":
+            names = getattr(self, "feature_names_in_", None)
+            unknown = [f for f in features if names is None or f not in names]
+            if unknown:
+                raise ValueError(f"Unknown feature name(s) {unknown!r}.")
+            return np.flatnonzero(np.isin(names, features))
+        d = self.n_features_in_
+        if features.dtype.kind not in "iu" or features.min() < 0 or features.max() >= d:
+            raise ValueError(
+                f"features must be column indices in [0, {d}) or names, got {features.tolist()!r}."
+            )
+        return features.astype(np.int64)
 
     def _empty_model(self):
         """The assembled network of all coordinates, before its weights are set."""

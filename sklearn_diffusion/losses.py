@@ -67,11 +67,16 @@ def bootstrap_noise_target(lower_noise, t, h):
     return (sigma(t) * torch.exp(h) / sigma(u))[:, None] * lower_noise
 
 
-def regression_loss(noise_fn, x_t, t, target, columns=None):
+def regression_loss(noise_fn, x_t, t, target, columns=None, mask=None):
     """Mean squared error between ``noise_fn(x_t, t)`` and ``target[:, columns]``.
 
     ``columns`` (default: all) names the coordinates the network predicts, so a
     local sub-model that sees a block with its halo is trained on its core only.
+    ``mask`` (n, d), 1 at observed entries and 0 at missing ones (default: all
+    observed), restricts the mean to the observed entries: the target of a
+    missing entry is unknown, so it must not pull the network (MissDiff,
+    Ouyang, Xie, Li, Cheng, "MissDiff: Training Diffusion Models on Tabular
+    Data with Missing Values", arXiv:2307.00467).
 
     Examples
     --------
@@ -82,13 +87,18 @@ def regression_loss(noise_fn, x_t, t, target, columns=None):
     """
     if columns is not None:
         target = target[:, columns]
-    return torch.mean((noise_fn(x_t, t) - target) ** 2)
+        mask = None if mask is None else mask[:, columns]
+    squared = (noise_fn(x_t, t) - target) ** 2
+    if mask is None:
+        return torch.mean(squared)
+    return (squared * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def dsm_loss(noise_fn, x0, t, noise, columns=None):
+def dsm_loss(noise_fn, x0, t, noise, columns=None, mask=None):
     """Denoising score matching: ``mean || e(a_t x0 + s_t z, t) - z ||^2``.
 
     Equal to the score loss ``|| s(x_t, t) + z / s_t ||^2`` weighted by ``s_t^2``.
+    ``mask`` restricts the mean to observed entries (see :func:`regression_loss`).
 
     Examples
     --------
@@ -101,10 +111,11 @@ def dsm_loss(noise_fn, x0, t, noise, columns=None):
     True
     """
     x_t = alpha(t)[:, None] * x0 + sigma(t)[:, None] * noise
-    return regression_loss(noise_fn, x_t, t, noise, columns)
+    return regression_loss(noise_fn, x_t, t, noise, columns, mask)
 
 
-def bootstrap_loss(noise_fn, target_noise_fn, x0, t, h, weight, noise1, noise2, columns=None):
+def bootstrap_loss(noise_fn, target_noise_fn, x0, t, h, weight, noise1, noise2, columns=None,
+                   mask=None):
     """Time-bootstrapped score matching loss.
 
     The target at ``t`` is ``weight * boot + (1 - weight) * dsm`` where ``boot``
@@ -121,6 +132,8 @@ def bootstrap_loss(noise_fn, target_noise_fn, x0, t, h, weight, noise1, noise2, 
     noise1, noise2 : Tensor of shape (n, d)
     columns : index, default=None
         Coordinates the networks predict (default: all).
+    mask : Tensor of shape (n, d), default=None
+        1 at observed entries, 0 at missing ones (see :func:`regression_loss`).
 
     Examples
     --------
@@ -136,8 +149,9 @@ def bootstrap_loss(noise_fn, target_noise_fn, x0, t, h, weight, noise1, noise2, 
     x_u, x_t, dsm_noise = noising_path(x0, t, h, noise1, noise2)
     if columns is not None:
         dsm_noise = dsm_noise[:, columns]
+        mask = None if mask is None else mask[:, columns]
     with torch.no_grad():
         boot = bootstrap_noise_target(target_noise_fn(x_u, t - h), t, h)
     w = weight[:, None]
     target = w * boot + (1.0 - w) * dsm_noise
-    return regression_loss(noise_fn, x_t, t, target)
+    return regression_loss(noise_fn, x_t, t, target, mask=mask)

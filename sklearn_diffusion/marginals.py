@@ -86,7 +86,8 @@ def fit_gaussianizer(X, *, generator, max_reference=1000, n_selection=500, n_kno
     Parameters
     ----------
     X : ndarray of shape (n, d)
-        Standardized training rows (float64).
+        Standardized training rows (float64); NaN (a missing entry) is left
+        out of its column's fit.
     generator : torch.Generator
         Draws the reference rows when there are more than ``max_reference``.
     max_reference : int, default=1000
@@ -128,6 +129,10 @@ def fit_gaussianizer(X, *, generator, max_reference=1000, n_selection=500, n_kno
     x_knots, z_knots, chosen = [], [], np.empty((2, d))
     for j in range(d):
         ref = reference[:, j]
+        ref = ref[~np.isnan(ref)]
+        if len(ref) == 0:
+            # No observed entry among the reference rows: the standardization.
+            ref = np.zeros(1)
         # A column whose reference rows are all equal has no spread to
         # estimate: its map is the standardization.
         if np.ptp(ref) > 0:

@@ -8,8 +8,18 @@ numbers, strings and lists/dicts of them; :func:`load` reads it with
 anything else, and rebuilds the estimator from its class name (one of this
 package's estimators), its parameters, its fitted attributes and the
 weights of its network.
+
+:func:`load` trusts nothing in the file: the parameters go through the
+estimator's own validation, only the fitted attributes the class declares
+are set, each with the type and shape it must have, and the network is laid
+out on PyTorch's ``meta`` device (no memory) and compared with the stored
+tensors before anything is allocated. Any mismatch is one ``ValueError``
+naming the file and what is wrong.
 """
 
+import io
+import math
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +27,57 @@ import torch
 
 from .bootstrapped import BootstrappedScoreEstimator
 from .localized import LocalizedDiffusionEstimator
+from .outlier import DiffusionOutlierDetector
 
 __all__ = ["save", "load"]
 
 _FORMAT = 1
-_CLASSES = {cls.__name__: cls for cls in (BootstrappedScoreEstimator, LocalizedDiffusionEstimator)}
+_MODELS = {cls.__name__: cls for cls in (BootstrappedScoreEstimator, LocalizedDiffusionEstimator)}
+_CLASSES = {**_MODELS, DiffusionOutlierDetector.__name__: DiffusionOutlierDetector}
+
+# Fitted attributes each class may have, as (kind, shape). In shapes, "d" is
+# n_features_in_, None any length, and "k" must agree across the attributes
+# that use it.
+_MODEL_ATTRIBUTES = {
+    "n_features_in_": ("count", None),
+    "feature_names_in_": ("strings", ("d",)),
+    "device_": ("str", None),
+    "mean_": ("finite", ("d",)),
+    "scale_": ("positive", ("d",)),
+    "x_knots_": ("finite", ("d", "k")),
+    "z_knots_": ("finite", ("d", "k")),
+    "column_bandwidth_": ("positive", ("d",)),
+    "column_normal_weight_": ("finite", ("d",)),
+    "loss_curve_": ("float", (None,)),
+    "validation_loss_curve_": ("float", (None,)),
+    "n_iter_": ("count", None),
+    "best_iter_": ("count", None),
+    "anomaly_seed_": ("seed", None),
+    "smoothing_": ("time", None),
+    "smoothing_scores_": ("float", (None,)),
+}
+_ATTRIBUTES = {
+    "BootstrappedScoreEstimator": {**_MODEL_ATTRIBUTES, "probes_": ("finite", (None, "d"))},
+    "LocalizedDiffusionEstimator": {
+        **_MODEL_ATTRIBUTES,
+        "distances_": ("distances", ("d", "d")),
+        "neighbourhoods_": ("indices", None),
+        "blocks_": ("indices", None),
+    },
+    "DiffusionOutlierDetector": {
+        "n_features_in_": ("count", None),
+        "feature_names_in_": ("strings", ("d",)),
+        "method_": ("method", None),
+        "offset_": ("finite_number", None),
+        "reference_": ("finite", (None, "d")),
+    },
+}
+_OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
+             "column_normal_weight_", "reference_"}
+
+
+class _Malformed(Exception):
+    """What is wrong with a file; :func:`load` names the file and raises ValueError."""
 
 
 def _encode(value):
@@ -39,22 +95,67 @@ def _encode(value):
         return value.item()
     if isinstance(value, torch.device):
         return str(value)
+    if type(value).__name__ in _MODELS:
+        # An unfitted estimator given as a parameter (the detector's).
+        return {"__estimator__": type(value).__name__, "params": _encode_params(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot save a value of type {type(value).__name__}: {value!r}")
 
 
+def _encode_params(estimator):
+    params = estimator.get_params(deep=False)
+    seed = params.get("random_state")
+    if isinstance(seed, Integral) and not isinstance(seed, bool):
+        params["random_state"] = int(seed)
+    elif seed is not None:
+        # A RandomState instance only seeds fit; it is not saved.
+        params["random_state"] = None
+    return {key: _encode(value) for key, value in params.items()}
+
+
 def _decode(value):
     if isinstance(value, dict):
-        if "__ndarray__" in value:
+        if set(value) == {"__ndarray__"} and isinstance(value["__ndarray__"], torch.Tensor):
             return value["__ndarray__"].numpy()
-        if "__strings__" in value:
-            return np.asarray(value["__strings__"], dtype=object)
-        if "__tuple__" in value:
+        if set(value) == {"__strings__"} and isinstance(value["__strings__"], list):
+            return np.asarray([str(v) for v in value["__strings__"]], dtype=object)
+        if set(value) == {"__tuple__"} and isinstance(value["__tuple__"], list):
             return tuple(_decode(v) for v in value["__tuple__"])
+        if set(value) == {"__estimator__", "params"} and value["__estimator__"] in _MODELS:
+            return _build(value["__estimator__"], value["params"])
+        raise _Malformed(f"a value is a dict with unexpected keys {sorted(map(str, value))}")
     if isinstance(value, list):
         return [_decode(v) for v in value]
-    return value
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise _Malformed(f"a value of type {type(value).__name__} where a plain value belongs")
+
+
+def _payload(estimator):
+    name = type(estimator).__name__
+    fitted = {
+        key: value
+        for key, value in vars(estimator).items()
+        if key.endswith("_") and not key.startswith("_") and key not in ("model_", "estimator_")
+    }
+    payload = {
+        "format": _FORMAT,
+        "class": name,
+        "params": _encode_params(estimator),
+        "fitted": {key: _encode(value) for key, value in fitted.items()},
+    }
+    if name == "DiffusionOutlierDetector":
+        inner = type(estimator.estimator_).__name__
+        if inner not in _MODELS:
+            raise TypeError(
+                f"save supports a DiffusionOutlierDetector wrapping {sorted(_MODELS)}, "
+                f"not {inner}; pickle it instead (from a trusted source only)."
+            )
+        payload["estimator_"] = _payload(estimator.estimator_)
+    else:
+        payload["weights"] = estimator.model_.state_dict()
+    return payload
 
 
 def save(estimator, path):
@@ -62,9 +163,10 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : BootstrappedScoreEstimator or LocalizedDiffusionEstimator
-        A fitted estimator. A ``random_state`` that is not an int or None is
-        saved as None (it only seeds ``fit``).
+    estimator : BootstrappedScoreEstimator, LocalizedDiffusionEstimator or DiffusionOutlierDetector
+        A fitted estimator; a detector must wrap one of the two diffusion
+        estimators. A ``random_state`` that is not an int or None is saved
+        as None (it only seeds ``fit``).
     path : str or path-like
         Destination file.
 
@@ -87,24 +189,9 @@ def save(estimator, path):
     name = type(estimator).__name__
     if name not in _CLASSES:
         raise TypeError(f"save supports {sorted(_CLASSES)}, not {name}.")
-    if not hasattr(estimator, "model_"):
+    if not hasattr(estimator, "n_features_in_"):
         raise ValueError(f"This {name} instance is not fitted yet; fit it before saving.")
-    params = estimator.get_params(deep=False)
-    if not (params["random_state"] is None or isinstance(params["random_state"], int)):
-        params["random_state"] = None
-    fitted = {
-        key: _encode(value)
-        for key, value in vars(estimator).items()
-        if key.endswith("_") and not key.startswith("_") and key != "model_"
-    }
-    payload = {
-        "format": _FORMAT,
-        "class": name,
-        "params": {key: _encode(value) for key, value in params.items()},
-        "fitted": fitted,
-        "weights": estimator.model_.state_dict(),
-    }
-    torch.save(payload, Path(path))
+    torch.save(_payload(estimator), Path(path))
 
 
 def load(path):
@@ -116,23 +203,180 @@ def load(path):
 
     Returns
     -------
-    estimator : BootstrappedScoreEstimator or LocalizedDiffusionEstimator
+    estimator : BootstrappedScoreEstimator, LocalizedDiffusionEstimator or DiffusionOutlierDetector
         The fitted estimator, its network on the CPU.
+
+    Raises
+    ------
+    ValueError
+        When the file is not one written by :func:`save`, or its content is
+        inconsistent (wrong keys, types, shapes, or non-finite weights). The
+        message names the file and the problem.
 
     Examples
     --------
+    >>> import tempfile, os
     >>> from sklearn_diffusion.persistence import load
-    >>> load("missing.skd")  # doctest: +IGNORE_EXCEPTION_DETAIL
+    >>> path = os.path.join(tempfile.mkdtemp(), "notes.txt")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("not a model")
+    >>> load(path)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    FileNotFoundError: ...
+    ...
+    ValueError: .../notes.txt is not a file written by sklearn_diffusion.persistence.save ...
     """
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    if payload.get("format") != _FORMAT or payload.get("class") not in _CLASSES:
-        raise ValueError(f"{path} is not an estimator file written by sklearn_diffusion.persistence.save.")
-    estimator = _CLASSES[payload["class"]](**{k: _decode(v) for k, v in payload["params"].items()})
-    for key, value in payload["fitted"].items():
-        setattr(estimator, key, _decode(value))
-    model = estimator._empty_model()
-    model.load_state_dict(payload["weights"])
-    estimator.model_ = model.eval()
+    path = Path(path)
+    data = path.read_bytes()  # a missing file is a FileNotFoundError, as for open()
+    try:
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # the unpickler's many errors all mean "not our format"
+        raise ValueError(
+            f"{path} is not a file written by sklearn_diffusion.persistence.save "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    try:
+        return _restore(payload)
+    except _Malformed as exc:
+        raise ValueError(f"{path} is not a valid sklearn_diffusion estimator file: {exc}.") from None
+
+
+def _build(name, params):
+    """An unfitted ``name`` from saved parameters, validated by the class itself."""
+    cls = _CLASSES[name]
+    if not isinstance(params, dict) or set(params) != set(cls().get_params(deep=False)):
+        raise _Malformed(f"the parameters of {name} are not those of the class")
+    estimator = cls(**{key: _decode(value) for key, value in params.items()})
+    try:
+        estimator._validate_params()
+        if hasattr(estimator, "_check_settings"):
+            estimator._check_settings()
+    except (ValueError, TypeError) as exc:
+        raise _Malformed(f"invalid parameters: {exc}") from None
     return estimator
+
+
+def _restore(payload):
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise _Malformed("it holds no payload of format 1")
+    name = payload.get("class")
+    if name not in _CLASSES:
+        raise _Malformed(f"unknown class {name!r}")
+    expected = {"format", "class", "params", "fitted"}
+    expected |= {"estimator_"} if name == "DiffusionOutlierDetector" else {"weights"}
+    if set(payload) != expected:
+        raise _Malformed(f"the keys are {sorted(map(str, payload))}, expected {sorted(expected)}")
+    estimator = _build(name, payload["params"])
+    fitted = payload["fitted"]
+    if not isinstance(fitted, dict):
+        raise _Malformed("'fitted' is not a dict")
+    for key, value in _check_attributes(name, {k: _decode(v) for k, v in fitted.items()}).items():
+        setattr(estimator, key, value)
+    if name == "DiffusionOutlierDetector":
+        inner = _restore(payload["estimator_"])
+        if inner.n_features_in_ != estimator.n_features_in_:
+            raise _Malformed("the detector and its estimator disagree on n_features_in_")
+        if (estimator.method_ == "hybrid") != hasattr(estimator, "reference_"):
+            raise _Malformed("reference_ must be present exactly when method_ is 'hybrid'")
+        estimator.estimator_ = inner
+    else:
+        estimator.model_ = _load_network(estimator, payload["weights"])
+    return estimator
+
+
+def _check_attributes(name, fitted):
+    """``fitted`` if it is what a fit of ``name`` produces, else :class:`_Malformed`."""
+    declared = _ATTRIBUTES[name]
+    unknown = set(fitted) - set(declared)
+    if unknown:
+        raise _Malformed(f"unexpected fitted attributes {sorted(map(str, unknown))}")
+    missing = set(declared) - _OPTIONAL - set(fitted)
+    if missing:
+        raise _Malformed(f"missing fitted attributes {sorted(missing)}")
+    d = fitted["n_features_in_"]
+    if not isinstance(d, int) or isinstance(d, bool) or d < 1:
+        raise _Malformed(f"n_features_in_ must be a positive int, got {d!r}")
+    sizes = {"d": d}
+    for key, value in fitted.items():
+        kind, shape = declared[key]
+        _check_value(key, value, kind, shape, sizes)
+    return fitted
+
+
+def _check_value(key, value, kind, shape, sizes):
+    scalar_ok = {
+        "count": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "seed": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "str": lambda v: isinstance(v, str),
+        "time": lambda v: isinstance(v, float) and 0 < v < math.inf,
+        "finite_number": lambda v: isinstance(v, Real) and math.isfinite(v),
+        "method": lambda v: v in ("hybrid", "score_norm", "denoising", "log_density"),
+    }
+    if kind in scalar_ok:
+        if not scalar_ok[kind](value):
+            raise _Malformed(f"{key} has an invalid value {value!r}")
+        return
+    if kind == "indices":
+        ok = isinstance(value, list) and all(
+            isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "i"
+            and ((v >= 0) & (v < sizes["d"])).all() for v in value
+        )
+        if not ok:
+            raise _Malformed(f"{key} must be a list of index arrays in [0, {sizes['d']})")
+        return
+    if not isinstance(value, np.ndarray) or value.ndim != len(shape):
+        raise _Malformed(f"{key} must be an array with {len(shape)} dimension(s)")
+    for axis, (size, want) in enumerate(zip(value.shape, shape)):
+        if want is None:
+            continue
+        if sizes.setdefault(want, size) != size:
+            raise _Malformed(f"{key} has shape {value.shape}; axis {axis} must be {sizes[want]}")
+    if kind == "strings":
+        if value.dtype != object:
+            raise _Malformed(f"{key} must hold strings")
+        return
+    if value.dtype.kind != "f":
+        raise _Malformed(f"{key} must hold floats, not {value.dtype}")
+    if kind in ("finite", "positive", "distances") and not np.isfinite(value).all():
+        if not (kind == "distances" and not np.isnan(value).any()):
+            raise _Malformed(f"{key} has values that are not finite")
+    if kind == "positive" and not (value > 0).all():
+        raise _Malformed(f"{key} has values that are not positive")
+    if kind == "distances" and not ((value >= 0).all() and (np.diag(value) == 0).all()):
+        raise _Malformed(f"{key} must be non-negative with a zero diagonal")
+
+
+def _load_network(estimator, weights):
+    """The estimator's network with the stored weights, checked before any allocation."""
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        raise _Malformed("'weights' must map names to tensors")
+    try:
+        with torch.device("meta"):
+            # Shapes only: a file asking for a huge network costs nothing here.
+            layout = estimator._empty_model().state_dict()
+    except Exception as exc:
+        raise _Malformed(f"the network cannot be laid out ({type(exc).__name__}: {exc})") from None
+    if set(layout) != set(weights):
+        raise _Malformed(
+            f"the network has {len(layout)} tensors, the file {len(weights)} with other names"
+            if len(layout) != len(weights) else "the file's tensors have other names"
+        )
+    for key, want in layout.items():
+        got = weights[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise _Malformed(
+                f"tensor {key!r} has shape {tuple(got.shape)} and dtype {got.dtype}, "
+                f"expected {tuple(want.shape)} and {want.dtype}"
+            )
+    model = estimator._empty_model()
+    parameters = dict(model.named_parameters())
+    for key, value in model.state_dict().items():
+        if key not in parameters and not torch.equal(value, weights[key]):
+            # Index buffers (windows of a localized model) follow from the
+            # fitted attributes; a file that disagrees is inconsistent.
+            raise _Malformed(f"buffer {key!r} disagrees with the fitted attributes")
+        if key in parameters and not torch.isfinite(weights[key]).all():
+            raise _Malformed(f"tensor {key!r} has values that are not finite")
+    model.load_state_dict(weights)
+    return model.eval()

@@ -16,7 +16,10 @@ import torch
 from .ode import rk4_log_time
 from .schedules import alpha, sigma, time_grid
 
-__all__ = ["probability_flow_ode", "reverse_sde", "tweedie_denoise", "SAMPLERS"]
+__all__ = [
+    "probability_flow_ode", "reverse_sde", "tweedie_denoise", "conditional_sde",
+    "conditional_noise_draws", "SAMPLERS",
+]
 
 
 def _full(x, value):
@@ -91,6 +94,138 @@ def reverse_sde(score_fn, z, *, t_min, t_max, n_steps, generator, denoise=True):
         score = score_fn(x, _full(x, t0))
         x = math.exp(h) * x + 2 * math.expm1(h) * score + math.sqrt(math.expm1(2 * h)) * noise
     return tweedie_denoise(score_fn, x, t_min) if denoise else x
+
+
+def conditional_noise_draws(n_steps, n_resample):
+    """Number of standard normal draws of shape (n, d) that :func:`conditional_sde` makes.
+
+    Examples
+    --------
+    >>> from sklearn_diffusion.sampling import conditional_noise_draws
+    >>> conditional_noise_draws(8, 1)
+    17
+    """
+    # The prior, then per visit of a step one noising of the observed
+    # entries and one reverse-step draw, and a forward jump between visits.
+    return 1 + n_steps * (3 * n_resample - 1)
+
+
+def _guided_guess(score_fn, x, x0, observed, t, guidance):
+    # E[x_0 | x_t] corrected by its error on the observed entries (see
+    # conditional_sde); the gradient of 0.5 ||r||^2 is J^T r = J r (J is
+    # symmetric: the Hessian of log p_t, plus I, over a_t).
+    a, var = math.exp(-t), -math.expm1(-2 * t)
+    if guidance == 0:
+        return (x + var * score_fn(x, _full(x, t))) / a
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        guess = (x + var * score_fn(x, _full(x, t))) / a
+        error = torch.where(observed, x0 - guess, 0.0)
+        (push,) = torch.autograd.grad(guess, x, grad_outputs=error)
+    return guess.detach() + guidance * push / a
+
+
+@torch.no_grad()
+def conditional_sde(score_fn, x0, observed, *, t_min, t_max, n_steps, n_resample=1,
+                    guidance=1.0, generator=None, noise=None, denoise=True):
+    """Draw the missing entries of rows given their observed ones (guided replacement).
+
+    An ancestral reverse-time sampler runs on every coordinate with the
+    joint score: from ``x_t`` it forms the denoised guess
+    ``m(x_t) = E[x_0 | x_t] = (x_t + s_t^2 score) / a_t`` (Tweedie) and draws
+    ``x_u`` (``u < t``) from the forward process's Gaussian bridge between
+    ``m`` and ``x_t``, which is stable for any step size. Before each step
+    the observed coordinates are replaced by a fresh forward-noised copy of
+    their values, ``a_t x0 + s_t z`` (Song et al., arXiv:2011.13456,
+    app. I.2). Replacement alone lets the missing entries see the observed
+    ones only through noise; ``guidance`` adds the correction of the guess
+    by its error on the observed entries,
+    ``m_mis += J_mis,obs (x0_obs - m_obs) / a_t`` with ``J`` the Jacobian of
+    ``m``: by second-order Tweedie ``Cov(x_0 | x_t) = (s_t^2 / a_t) J``, so
+    this is the Gaussian conditioning of the posterior on ``x0_obs`` with its
+    observed block approximated by ``s_t^2 I`` (one vector-Jacobian product,
+    the reconstruction guidance of Ho et al., arXiv:2204.03458, and of
+    diffusion posterior sampling, Chung et al., arXiv:2209.14687). With
+    ``n_resample > 1`` every step is taken ``n_resample`` times, jumping back
+    by the forward process in between (RePaint, Lugmayr et al.,
+    arXiv:2201.09865), which lets the missing entries harmonize further.
+
+    Parameters
+    ----------
+    score_fn : callable ``(x, t) -> Tensor (n, d)``
+        Score of the noised data, ``x`` (n, d), ``t`` (n,).
+    x0 : Tensor of shape (n, d)
+        Rows; entries where ``observed`` is False are ignored (any finite value).
+    observed : Tensor of shape (n, d), bool
+        True at the entries to condition on.
+    t_min, t_max : float
+        Time range of the reverse process (grid uniform in ``log t``).
+    n_steps : int
+        Number of time steps.
+    n_resample : int, default=1
+        Visits of each step (1: no jump back).
+    guidance : float, default=1.0
+        Weight of the guidance correction (0: plain replacement, no
+        gradient through ``score_fn``). With the exact score of a 2-D
+        Gaussian of correlation 0.8 and 16 steps, the conditional mean
+        given ``x_1 = 1.5`` (truth 1.2) came out 0.67 with plain
+        replacement, 1.03 with 4 visits and 1.15 with guidance
+        (``benchmarks/studies/impute_sampler_gaussian.py``).
+    generator : torch.Generator, default=None
+        Source of the draws when ``noise`` is None.
+    noise : Tensor of shape (n, k, d), default=None
+        Pre-drawn standard normals, ``k = conditional_noise_draws(n_steps,
+        n_resample)``; row ``i`` uses ``noise[i]`` only, so a caller that
+        draws each row's noise from its own seed makes a row's draw
+        independent of its batch-mates.
+    denoise : bool, default=True
+        End with a Tweedie step at ``t_min`` on the missing entries.
+
+    Returns
+    -------
+    x : Tensor of shape (n, d)
+        ``x0`` at the observed entries (exactly), draws elsewhere.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.sampling import conditional_sde
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x0 = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    >>> observed = torch.tensor([[True, False], [False, False]])
+    >>> x = conditional_sde(lambda x, t: -x, x0, observed, t_min=1e-3, t_max=5.0,
+    ...                     n_steps=8, generator=g)
+    >>> x[0, 0].item(), x.shape
+    (1.0, torch.Size([2, 2]))
+    """
+    if noise is None:
+        k = conditional_noise_draws(n_steps, n_resample)
+        noise = torch.randn((x0.shape[0], k, x0.shape[1]), generator=generator,
+                            device=x0.device, dtype=x0.dtype)
+    draws = iter(noise.unbind(1))
+    grid = time_grid(n_steps, t_min, t_max, device=x0.device).flip(0)
+    x = next(draws)
+    for t0, t1 in zip(grid[:-1].tolist(), grid[1:].tolist()):
+        h = t0 - t1
+        a0, s0 = math.exp(-t0), math.sqrt(-math.expm1(-2 * t0))
+        a1, var1, step_var = math.exp(-t1), -math.expm1(-2 * t1), -math.expm1(-2 * h)
+        bridge_x, bridge_0 = math.exp(-h) * var1 / s0**2, a1 * step_var / s0**2
+        bridge_sd = math.sqrt(var1 * step_var) / s0
+        for visit in range(n_resample):
+            if visit:
+                # Back from t1 to t0 along the forward process.
+                x = math.exp(-h) * x + math.sqrt(-math.expm1(-2 * h)) * next(draws)
+            x = torch.where(observed, a0 * x0 + s0 * next(draws), x)
+            # Ancestral step: draw x_{t1} from the forward process's bridge
+            # between the denoised guess E[x_0 | x_{t0}] and x_{t0}. Unlike
+            # the exponential integrator with a frozen score, it is stable
+            # for any step (that one multiplies x by 2 - e^h near the prior).
+            guess = _guided_guess(score_fn, x, x0, observed, t0, guidance)
+            x = (bridge_x * x + bridge_0 * guess) + bridge_sd * next(draws)
+    if denoise:
+        x = torch.where(observed, math.exp(-t_min) * x0, x)
+        x = tweedie_denoise(score_fn, x, t_min)
+    return torch.where(observed, x0, x)
 
 
 #: Samplers by name, for the estimators' ``sampler`` parameter.

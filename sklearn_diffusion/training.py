@@ -86,6 +86,30 @@ def average_curves(curves, weights):
     return total / weight
 
 
+def _split_missing(X):
+    """``X`` with NaN entries set to 0, and the 0/1 mask of observed entries (None if complete).
+
+    A complete ``X`` is returned as is, so complete data trains exactly as
+    before (no extra random draw, no mask arithmetic).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.training import _split_missing
+    >>> X, mask = _split_missing(torch.tensor([[1.0, float("nan")]]))
+    >>> X.tolist(), mask.tolist()
+    ([[1.0, 0.0]], [[1.0, 0.0]])
+    """
+    observed = ~torch.isnan(X)
+    if bool(observed.all()):
+        return X, None
+    return torch.where(observed, X, 0.0), observed.to(X.dtype)
+
+
+#: A loss this many times its first value (or 1) means training diverged.
+_BLOWUP = 1e3
+
+
 def _lr_factor(step, max_iter, warmup=0.02, final=0.05):
     # Linear warm-up, then cosine decay to ``final`` times the initial rate.
     n_warm = max(1, int(warmup * max_iter))
@@ -113,6 +137,7 @@ def fit_noise_model(
     ema_decay=0.999,
     grad_clip=1.0,
     columns=None,
+    missing_fill="mean",
     validation=None,
     n_iter_no_change=10,
     tol=1e-4,
@@ -127,7 +152,10 @@ def fit_noise_model(
     network : torch.nn.Module
         ``network(x, t)`` predicts the noise, shape (n, k), on ``X``'s device.
     X : Tensor of shape (n, d)
-        Standardized training rows, on the device to train on.
+        Standardized training rows, on the device to train on. NaN marks a
+        missing entry: the loss is restricted to the observed entries (see
+        :func:`~sklearn_diffusion.losses.regression_loss`) and the network's
+        input at a missing entry is ``missing_fill`` noised like the others.
     max_iter, batch_size : int
         Number of optimizer steps and rows per step (clipped to ``n``).
     learning_rate : float
@@ -155,8 +183,14 @@ def fit_noise_model(
         Maximum gradient norm.
     columns : index, default=None
         Coordinates of ``X`` that the network predicts (default: all).
+    missing_fill : {"mean", "noise"}, default="mean"
+        What a missing entry of ``X`` holds before the forward noising:
+        ``"mean"``, the column mean (0 on standardized columns, MissDiff's
+        choice); ``"noise"``, a fresh standard normal draw at every step (a
+        draw of a standardized, Gaussianized column's marginal).
     validation : tuple ``(x0, t, z)`` or None
-        Held-out triples from :func:`validation_set`. When given, the DSM loss
+        Held-out triples from :func:`validation_set` (NaN in ``x0`` marks
+        missing entries, as in ``X``). When given, the DSM loss
         of the weight average on them is measured every ``check_every`` steps,
         training stops after ``n_iter_no_change`` checks without an
         improvement of at least ``tol``, and the best weights are kept.
@@ -179,7 +213,8 @@ def fit_noise_model(
     Raises
     ------
     TrainingDivergedError
-        When the loss becomes NaN or infinite.
+        When the loss becomes NaN or infinite, or grows to ``1000`` times
+        its first value (at least 1).
 
     Examples
     --------
@@ -194,6 +229,10 @@ def fit_noise_model(
     """
     n, device = X.shape[0], X.device
     batch_size = min(batch_size, n)
+    X, observed = _split_missing(X)
+    if validation is not None:
+        val_x0, val_observed = _split_missing(validation[0])
+        validation = (val_x0, *validation[1:])
     network.train()
     ema = copy.deepcopy(network).requires_grad_(False)
     params, ema_params = list(network.parameters()), list(ema.parameters())
@@ -211,16 +250,20 @@ def fit_noise_model(
     for step in range(max_iter):
         idx = torch.randint(n, (batch_size,), generator=generator, device=device)
         x0 = X[idx]
+        mask = None if observed is None else observed[idx]
         t = sample_times(batch_size, t_min, t_max, generator=generator, device=device)
         noise1 = torch.randn(x0.shape, generator=generator, device=device)
+        if mask is not None and missing_fill == "noise":
+            fill = torch.randn(x0.shape, generator=generator, device=device)
+            x0 = torch.where(mask > 0, x0, fill)
         if step < first_bootstrap:
-            value = dsm_loss(network, x0, t, noise1, columns)
+            value = dsm_loss(network, x0, t, noise1, columns, mask)
         else:
             noise2 = torch.randn(x0.shape, generator=generator, device=device)
             inside = (t > lo) & (t <= hi)
             h = torch.where(inside, torch.clamp(t - t_min, max=bootstrap_step), 0.0)
             weight = inside.to(x0.dtype) * bootstrap_weight
-            value = bootstrap_loss(network, ema, x0, t, h, weight, noise1, noise2, columns)
+            value = bootstrap_loss(network, ema, x0, t, h, weight, noise1, noise2, columns, mask)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
@@ -234,11 +277,16 @@ def fit_noise_model(
         if step + 1 - checked < check_every and step + 1 < max_iter:
             continue
         recent = curve[checked : step + 1].cpu().numpy()
-        if not np.all(np.isfinite(recent)):
+        # The network starts as the exact score of N(0, I), so on
+        # standardized data the loss starts near 1: a loss far above its
+        # start has diverged even while it is still finite.
+        limit = _BLOWUP * max(1.0, float(curve[0]))
+        if not np.all(np.isfinite(recent) & (recent < limit)):
             progress.close()
-            bad = checked + int(np.argmin(np.isfinite(recent)))
+            bad = checked + int(np.argmin(np.isfinite(recent) & (recent < limit)))
+            what = "not finite" if not np.isfinite(recent[bad - checked]) else f"above {limit:.3g}"
             raise TrainingDivergedError(
-                f"Training diverged: the loss is not finite at iteration {bad + 1}. "
+                f"Training diverged: the loss is {what} at iteration {bad + 1}. "
                 "Try a smaller learning_rate, loss='dsm', or check the input scale."
             )
         postfix = {"loss": f"{recent.mean():.4f}"}
@@ -246,7 +294,7 @@ def fit_noise_model(
         checked = step + 1
         if validation is not None:
             with torch.no_grad():
-                val = dsm_loss(ema, *validation, columns).item()
+                val = dsm_loss(ema, *validation, columns, val_observed).item()
             val_curve.append(val)
             postfix["val"] = f"{val:.4f}"
             if val < best - tol:

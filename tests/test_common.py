@@ -4,6 +4,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_diffusion import (
     BootstrappedScoreEstimator,
+    DiffusionImputer,
     DiffusionOutlierDetector,
     LocalizedDiffusionEstimator,
 )
@@ -26,6 +27,9 @@ ESTIMATORS = [
         BootstrappedScoreEstimator(**FAST), method="denoising", n_levels=4, contamination=0.1
     ),
     DiffusionOutlierDetector(LocalizedDiffusionEstimator(**FAST, radius=1), n_levels=4),
+    DiffusionImputer(BootstrappedScoreEstimator(**FAST), n_samples=2, random_state=0),
+    DiffusionImputer(LocalizedDiffusionEstimator(**FAST, radius=1), sample_posterior=True,
+                     random_state=0),
 ]
 
 # No check is expected to fail.

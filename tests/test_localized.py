@@ -146,7 +146,6 @@ def test_dask_backend():
 @pytest.mark.parametrize(
     "params, n_features, message",
     [
-        (dict(radius=8), 8, "radius=8 is outside"),
         (dict(radius=-1), 8, "radius"),
         (dict(locality=(3, 3)), 8, "lattice shape"),
         (dict(locality=np.ones((3, 4))), 3, "square"),

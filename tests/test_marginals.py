@@ -87,9 +87,9 @@ def test_smoothed_density_of_exact_gaussian_score():
     # density is that of x + sqrt(e^{2s} - 1) xi, i.e. N(0, e^{2s} I).
     est = BootstrappedScoreEstimator(max_iter=5, column_transform="standardize", random_state=0)
     est.fit(np.random.default_rng(0).normal(size=(40, 3)))
-    z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1))
+    z = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     for s in (1e-3, 0.1, 0.4):
-        lp = est._model_log_density(z, ScoreMLP(3), s)
+        lp = torch.from_numpy(est._model_log_density(z.numpy(), ScoreMLP(3), s, "cpu"))
         var = math.exp(2 * s)
         smooth = -0.5 * (z**2).sum(1) / var - 1.5 * math.log(2 * math.pi * var)
         # ... mixed with N(0, I), the defensive part of the returned density.
@@ -107,7 +107,7 @@ def test_auto_smoothing_is_the_best_candidate_on_held_out_rows():
     ).fit(X)
     held_out = np.column_stack([rng.uniform(size=100), rng.normal(size=100)])
     Z, _ = est._to_model_space(held_out)
-    chosen, scores = est._select_smoothing(torch.as_tensor(Z, dtype=torch.float32))
+    chosen, scores = est._select_smoothing(Z)
     candidates = est._smoothing_candidates()
     assert len(scores) == len(candidates) and chosen in candidates
     # The same comparison through the public score on the user's scale (the

@@ -63,3 +63,93 @@ def test_every_public_name_is_in_the_api_reference():
     api = (Path(__file__).resolve().parents[1] / "docs" / "api.rst").read_text()
     listed = set(re.findall(r"^   (\w+)$", api, flags=re.M))
     assert set(sklearn_diffusion.__all__) <= listed
+
+
+# ----------------------------------------------- detector, and malformed files
+from sklearn_diffusion import DiffusionOutlierDetector  # noqa: E402
+
+SMALL = dict(hidden_layer_sizes=(8,), max_iter=20, n_steps=4, random_state=0)
+
+
+@pytest.mark.parametrize(
+    "detector",
+    [
+        DiffusionOutlierDetector(BootstrappedScoreEstimator(**SMALL), n_levels=4),
+        DiffusionOutlierDetector(BootstrappedScoreEstimator(**SMALL), method="log_density"),
+        DiffusionOutlierDetector(LocalizedDiffusionEstimator(**SMALL, radius=1), n_levels=4,
+                                 method="denoising", contamination=0.1),
+    ],
+)
+def test_detector_round_trip(detector, tmp_path):
+    detector.fit(X)
+    save(detector, tmp_path / "detector.skd")
+    loaded = load(tmp_path / "detector.skd")
+    assert type(loaded.estimator_) is type(detector.estimator_)
+    assert repr(loaded.get_params()) == repr(detector.get_params())
+    np.testing.assert_array_equal(loaded.decision_function(X), detector.decision_function(X))
+    np.testing.assert_array_equal(loaded.predict(X), detector.predict(X))
+
+
+def test_integer_seed_types_survive(tmp_path):
+    est = BootstrappedScoreEstimator(**{**SMALL, "random_state": np.int64(7)}).fit(X)
+    save(est, tmp_path / "model.skd")
+    assert load(tmp_path / "model.skd").random_state == 7
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory):
+    path = tmp_path_factory.mktemp("good") / "model.skd"
+    save(BootstrappedScoreEstimator(**SMALL).fit(X), path)
+    return torch.load(path, weights_only=True)
+
+
+def _edit(payload, change):
+    import copy
+
+    payload = copy.deepcopy(payload)
+    change(payload)
+    return payload
+
+
+def _fitted(key, value):
+    def change(p):
+        p["fitted"][key] = value
+    return change
+
+
+MALFORMED = {
+    "empty": b"",
+    "random bytes": bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8)),
+    "text": b"a model, honestly",
+    "a list": [1, 2, 3],
+    "a tensor": torch.zeros(3),
+    "a string": "model",
+    "no weights": lambda p: p.pop("weights"),
+    "no mean_": lambda p: p["fitted"].pop("mean_"),
+    "an extra key": lambda p: p.update(extra=1),
+    "a method as attribute": _fitted("score_samples", 1),
+    "__dict__ as attribute": _fitted("__dict__", {"__tuple__": []}),
+    "mean_ of the wrong shape": _fitted("mean_", {"__ndarray__": torch.zeros(7, dtype=torch.float64)}),
+    "negative scale_": _fitted("scale_", {"__ndarray__": -torch.ones(5, dtype=torch.float64)}),
+    "n_features_in_ inconsistent": _fitted("n_features_in_", 6),
+    "a tensor of the wrong shape": lambda p: p["weights"].update(
+        {k: torch.zeros(3) for k in list(p["weights"])[:1]}
+    ),
+    "a missing tensor": lambda p: p["weights"].pop(next(iter(p["weights"]))),
+    "non-finite weights": lambda p: [v.fill_(float("nan")) for v in p["weights"].values()],
+    "a huge network": lambda p: p["params"].update(hidden_layer_sizes={"__tuple__": [10_000_000]}),
+    "an unknown class": lambda p: p.update({"class": "os.system"}),
+    "invalid parameters": lambda p: p["params"].update(learning_rate=-1.0),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED), ids=list(MALFORMED))
+def test_malformed_files_are_one_clear_error(case, payload, tmp_path):
+    content = MALFORMED[case]
+    path = tmp_path / "bad.skd"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        torch.save(_edit(payload, content) if callable(content) else content, path)
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        load(path)
