@@ -75,9 +75,13 @@ def main():
                              capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
-    print()
-    print(markdown(rows, ["n", "input_mb", "peak_above_mb", "seconds", "finite"]))
-    write("memory", {"rows": rows})
+    table = markdown(rows, ["n", "input_mb", "peak_above_mb", "seconds", "finite"])
+    print("\n" + table)
+    path = write("memory", {"rows": rows})
+    path.with_suffix(".md").write_text(
+        "# Peak memory of DiffusionOutlierDetector.score_samples (hybrid, 2,000 reference rows, "
+        "16 features)\n\n" + table + "\n"
+    )
 
 
 if __name__ == "__main__":

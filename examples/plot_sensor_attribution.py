@@ -7,8 +7,9 @@ A plant's 8x8 grid of temperature sensors: each reading depends mostly on its
 neighbours. We fit a :class:`~sklearn_diffusion.LocalizedDiffusionEstimator`
 (each sensor's score sees only the sensors within ``radius`` of it) inside a
 :class:`~sklearn_diffusion.DiffusionOutlierDetector`, then a sensor drifts:
-its reading moves by 4 *conditional* standard deviations, so it stays within
-the range that sensor normally shows and only its neighbours give it away.
+its reading moves by 4 *conditional* standard deviations (given its
+neighbours), about 3.5 of its own standard deviations; on this field about
+half of such readings stay within the range the sensor showed in training.
 
 :meth:`~sklearn_diffusion.DiffusionOutlierDetector.score_samples` says that
 the row is abnormal; :meth:`~sklearn_diffusion.DiffusionOutlierDetector.feature_scores`
@@ -76,8 +77,8 @@ top1 = np.mean(scores.argmax(axis=1) == faulty)
 print(f"feature_scores ranks the faulty sensor first in {top1:.0%} of the rows")
 
 # %%
-# One row as heat maps: the readings (the faulty sensor is circled; its value
-# is unremarkable on its own) and the feature scores, which light it up.
+# One row as heat maps: the readings (the faulty sensor is circled) and the
+# feature scores, which light it up.
 row = 0
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
 panels = ((X_faulty[row], "readings", "coolwarm"), (scores[row], "feature_scores", "magma"))

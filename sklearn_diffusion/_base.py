@@ -800,7 +800,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
             Time steps, uniform in ``log t``. With the exact score of a 2-D
             Gaussian of correlation 0.8, the conditional variance given
             ``x_1 = 1.5`` (truth 0.36) came out 0.275 with 16 steps and 0.32
-            with 32, the mean 1.15 and 1.14 (truth 1.2); see
+            with 32, the mean 1.14 and 1.13 (truth 1.2); see
             ``benchmarks/results/impute_sampler_gaussian.md``.
         n_resample : int, default=1
             Visits of each time step, with a jump back by the forward process
