@@ -182,7 +182,10 @@ def test_verbose_shows_progress(data, capsys):
 @pytest.mark.parametrize(
     "X, error, match",
     [
-        (np.array([[0.0, np.nan], [1.0, 2.0], [2.0, 1.0]]), ValueError, "NaN"),
+        # NaN is a missing entry since issue 11 (tests/test_imputer.py); a
+        # column with no observed entry is still an error.
+        (np.array([[0.0, np.nan], [1.0, np.nan], [2.0, np.nan]]), ValueError,
+         "no observed value"),
         (np.array([[0.0, np.inf], [1.0, 2.0], [2.0, 1.0]]), ValueError, "infinity"),
         (np.empty((0, 2)), ValueError, "0 sample"),
         (np.ones((1, 2)), ValueError, "1 sample"),

@@ -134,8 +134,11 @@ def test_bad_locality(locality, d, message):
 
 def test_bad_radius():
     distances = coordinate_distances("chain", 4)
-    with pytest.raises(ValueError, match="outside"):
-        local_windows("chain", distances, 4)
+    with pytest.raises(ValueError, match="at least 0"):
+        local_windows("chain", distances, -1)
+    # Beyond the diameter (3) every neighbourhood is full: the same windows.
+    np.testing.assert_array_equal(local_windows("chain", distances, 4)[0],
+                                  local_windows("chain", distances, 3)[0])
     with pytest.raises(ValueError, match="2 \\* radius \\+ 1"):
         local_windows("ring", coordinate_distances("ring", 4), 2, shared=True)
     with pytest.raises(ValueError, match="translation-invariant"):
