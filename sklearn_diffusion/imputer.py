@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _MAX_SEED
+from ._base import _MAX_SEED, atomic_fit
 from ._utils import chunks
 from .bootstrapped import BootstrappedScoreEstimator
 
@@ -130,6 +130,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         # The estimator's parameters are validated by its own fit.
         prefer_skip_nested_validation=False
     )
+    @atomic_fit
     def fit(self, X, y=None):
         """Fit a copy of ``estimator`` on the incomplete rows of ``X``.
 

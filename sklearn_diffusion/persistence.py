@@ -27,13 +27,16 @@ import torch
 
 from .bootstrapped import BootstrappedScoreEstimator
 from .localized import LocalizedDiffusionEstimator
+from .imputer import DiffusionImputer
 from .outlier import DiffusionOutlierDetector
 
 __all__ = ["save", "load"]
 
 _FORMAT = 1
 _MODELS = {cls.__name__: cls for cls in (BootstrappedScoreEstimator, LocalizedDiffusionEstimator)}
-_CLASSES = {**_MODELS, DiffusionOutlierDetector.__name__: DiffusionOutlierDetector}
+# Wrappers hold one fitted diffusion estimator in ``estimator_``.
+_WRAPPERS = {cls.__name__: cls for cls in (DiffusionOutlierDetector, DiffusionImputer)}
+_CLASSES = {**_MODELS, **_WRAPPERS}
 
 # Fitted attributes each class may have, as (kind, shape). In shapes, "d" is
 # n_features_in_, None any length, and "k" must agree across the attributes
@@ -70,6 +73,10 @@ _ATTRIBUTES = {
         "method_": ("method", None),
         "offset_": ("finite_number", None),
         "reference_": ("finite", (None, "d")),
+    },
+    "DiffusionImputer": {
+        "n_features_in_": ("count", None),
+        "feature_names_in_": ("strings", ("d",)),
     },
 }
 _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
@@ -145,11 +152,11 @@ def _payload(estimator):
         "params": _encode_params(estimator),
         "fitted": {key: _encode(value) for key, value in fitted.items()},
     }
-    if name == "DiffusionOutlierDetector":
+    if name in _WRAPPERS:
         inner = type(estimator.estimator_).__name__
         if inner not in _MODELS:
             raise TypeError(
-                f"save supports a DiffusionOutlierDetector wrapping {sorted(_MODELS)}, "
+                f"save supports a {name} wrapping {sorted(_MODELS)}, "
                 f"not {inner}; pickle it instead (from a trusted source only)."
             )
         payload["estimator_"] = _payload(estimator.estimator_)
@@ -163,9 +170,10 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : BootstrappedScoreEstimator, LocalizedDiffusionEstimator or DiffusionOutlierDetector
-        A fitted estimator; a detector must wrap one of the two diffusion
-        estimators. A ``random_state`` that is not an int or None is saved
+    estimator : BootstrappedScoreEstimator, LocalizedDiffusionEstimator, \
+            DiffusionOutlierDetector or DiffusionImputer
+        A fitted estimator; a detector or an imputer must wrap one of the two
+        diffusion estimators. A ``random_state`` that is not an int or None is saved
         as None (it only seeds ``fit``).
     path : str or path-like
         Destination file.
@@ -203,7 +211,8 @@ def load(path):
 
     Returns
     -------
-    estimator : BootstrappedScoreEstimator, LocalizedDiffusionEstimator or DiffusionOutlierDetector
+    estimator : BootstrappedScoreEstimator, LocalizedDiffusionEstimator, \
+            DiffusionOutlierDetector or DiffusionImputer
         The fitted estimator, its network on the CPU.
 
     Raises
@@ -262,7 +271,7 @@ def _restore(payload):
     if name not in _CLASSES:
         raise _Malformed(f"unknown class {name!r}")
     expected = {"format", "class", "params", "fitted"}
-    expected |= {"estimator_"} if name == "DiffusionOutlierDetector" else {"weights"}
+    expected |= {"estimator_"} if name in _WRAPPERS else {"weights"}
     if set(payload) != expected:
         raise _Malformed(f"the keys are {sorted(map(str, payload))}, expected {sorted(expected)}")
     estimator = _build(name, payload["params"])
@@ -271,11 +280,13 @@ def _restore(payload):
         raise _Malformed("'fitted' is not a dict")
     for key, value in _check_attributes(name, {k: _decode(v) for k, v in fitted.items()}).items():
         setattr(estimator, key, value)
-    if name == "DiffusionOutlierDetector":
+    if name in _WRAPPERS:
         inner = _restore(payload["estimator_"])
         if inner.n_features_in_ != estimator.n_features_in_:
-            raise _Malformed("the detector and its estimator disagree on n_features_in_")
-        if (estimator.method_ == "hybrid") != hasattr(estimator, "reference_"):
+            raise _Malformed(f"the {name} and its estimator disagree on n_features_in_")
+        if name == "DiffusionOutlierDetector" and (
+            (estimator.method_ == "hybrid") != hasattr(estimator, "reference_")
+        ):
             raise _Malformed("reference_ must be present exactly when method_ is 'hybrid'")
         estimator.estimator_ = inner
     else:

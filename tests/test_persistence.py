@@ -90,6 +90,19 @@ def test_detector_round_trip(detector, tmp_path):
     np.testing.assert_array_equal(loaded.predict(X), detector.predict(X))
 
 
+@pytest.mark.parametrize("make", [BootstrappedScoreEstimator, LocalizedDiffusionEstimator])
+def test_imputer_round_trip(make, tmp_path):
+    from sklearn_diffusion import DiffusionImputer
+
+    holes = X.copy()
+    holes[::4, 1] = np.nan
+    imputer = DiffusionImputer(make(**SMALL), n_samples=2, random_state=0).fit(holes)
+    save(imputer, tmp_path / "imputer.skd")
+    loaded = load(tmp_path / "imputer.skd")
+    assert type(loaded.estimator_) is type(imputer.estimator_)
+    np.testing.assert_array_equal(loaded.transform(holes[:8]), imputer.transform(holes[:8]))
+
+
 def test_integer_seed_types_survive(tmp_path):
     est = BootstrappedScoreEstimator(**{**SMALL, "random_state": np.int64(7)}).fit(X)
     save(est, tmp_path / "model.skd")
