@@ -319,6 +319,21 @@ def block_view(windows, block):
     return halo, position[rows], position[block]
 
 
+def _stacked_matmul(h, weight):
+    """``h @ weight`` for ``h`` (g, n, i) and stacked ``weight`` (g or 1, i, o)."""
+    if weight.shape[0] == 1 and h.shape[0] > 1:
+        # One shared layer: a single large matmul beats a broadcast batched one.
+        return torch.matmul(h.reshape(-1, h.shape[2]), weight[0]).view(h.shape[0], h.shape[1], -1)
+    return torch.matmul(h, weight)
+
+
+def _stacked_affine(h, weight, bias):
+    """``h @ weight + bias`` fused where the shapes allow (``baddbmm``)."""
+    if weight.shape[0] == h.shape[0] and bias.shape[0] == h.shape[0] and bias.shape[1] == h.shape[1]:
+        return torch.baddbmm(bias, h, weight)
+    return _stacked_matmul(h, weight) + bias
+
+
 class LocalNoiseModel(nn.Module):
     """Noise predictor whose output ``i`` sees only its window of the input.
 
@@ -399,24 +414,44 @@ class LocalNoiseModel(nn.Module):
         one extra matmul per layer. Unlike ``torch.func.jvp`` this uses no
         process-wide forward-AD state, so threads can score with one model.
         """
-        n = win.shape[0]
-        h = torch.cat([win, self.mask.expand(n, -1, -1)], dim=2).transpose(0, 1)
-        emb = self.time_embedding(t)[None]
-        biases = torch.split(self.time_bias(emb), self.hidden_layer_sizes, dim=2)
-        dh = torch.zeros(1, 1, h.shape[2], dtype=h.dtype, device=h.device)
-        dh[..., self.centre_slot] = 1.0
-        for layer, bias in zip(self.layers, biases):
-            pre = layer(h) + bias
+        n, _, k = win.shape
+        h = win.transpose(0, 1)
+        # The mask of a window does not depend on the row, so its part of the
+        # first layer is a per-window constant: folded into the biases with
+        # the layers' own biases and the time biases, each layer is one fused
+        # matmul-and-add (the elementwise adds dominated the step time).
+        first = self.layers[0]
+        constant = [torch.matmul(self.mask[:, None, :], first.weight[:, k:]) + first.bias]
+        constant += [layer.bias for layer in self.layers[1:]]
+        emb = self.time_embedding(t)
+        # One time-bias matmul per layer, not one split afterwards: the
+        # split's backward would concatenate (m, n, width) gradients.
+        weights_t = torch.split(self.time_bias.weight, self.hidden_layer_sizes, dim=2)
+        biases_t = torch.split(self.time_bias.bias, self.hidden_layer_sizes, dim=2)
+        biases = []
+        for const, weight_t, bias_t in zip(constant, weights_t, biases_t):
+            const = const + bias_t
+            if weight_t.shape[0] == 1:
+                biases.append(const + torch.matmul(emb, weight_t[0])[None])
+            else:
+                biases.append(torch.baddbmm(const, emb.expand(weight_t.shape[0], -1, -1), weight_t))
+        dh = None
+        for depth, (layer, bias) in enumerate(zip(self.layers, biases)):
+            weight = layer.weight[:, :k] if depth == 0 else layer.weight
+            pre = _stacked_affine(h, weight, bias)
             out = nn.functional.silu(pre)
             if centre_derivative:
                 gate = torch.sigmoid(pre)
-                d_out = gate * (1 + pre * (1 - gate)) * torch.matmul(dh, layer.weight)
-                dh = dh + d_out if out.shape == h.shape else d_out
+                # The tangent starts as the one-hot at the centre slot: its
+                # first product is that row of the first weight.
+                step = weight[:, None, self.centre_slot] if dh is None else _stacked_matmul(dh, weight)
+                d_out = gate * (1 + pre * (1 - gate)) * step
+                dh = dh + d_out if (out.shape == h.shape and dh is not None) else d_out
             h = h + out if out.shape == h.shape else out
-        res = self.output(h)[..., 0].T
+        res = _stacked_affine(h, self.output.weight, self.output.bias)[..., 0].T
         if not centre_derivative:
             return res
-        return res, torch.matmul(dh, self.output.weight)[..., 0].T
+        return res, _stacked_matmul(dh, self.output.weight)[..., 0].T
 
     def forward(self, x, t):
         """Noise prediction, shape (n, m), for ``x`` (n, n_inputs) and ``t`` (n,)."""
