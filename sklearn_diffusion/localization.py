@@ -440,14 +440,26 @@ class LocalNoiseModel(nn.Module):
             weight = layer.weight[:, :k] if depth == 0 else layer.weight
             pre = _stacked_affine(h, weight, bias)
             out = nn.functional.silu(pre)
+            # Equal widths are residual; the first layer's input is the
+            # window and its mask (2 k wide), as if they were concatenated.
+            residual = layer.weight.shape[1] == layer.weight.shape[2]
             if centre_derivative:
                 gate = torch.sigmoid(pre)
                 # The tangent starts as the one-hot at the centre slot: its
                 # first product is that row of the first weight.
-                step = weight[:, None, self.centre_slot] if dh is None else _stacked_matmul(dh, weight)
+                if depth == 0:
+                    step = weight[:, None, self.centre_slot]
+                    one_hot = torch.zeros(1, 1, 2 * k, dtype=h.dtype, device=h.device)
+                    one_hot[..., self.centre_slot] = 1.0
+                    dh = one_hot if residual else 0.0
+                else:
+                    step = _stacked_matmul(dh, weight)
                 d_out = gate * (1 + pre * (1 - gate)) * step
-                dh = dh + d_out if (out.shape == h.shape and dh is not None) else d_out
-            h = h + out if out.shape == h.shape else out
+                dh = dh + d_out if residual else d_out
+            if depth == 0 and residual:
+                h = out + torch.cat([h, self.mask[:, None, :].expand(-1, n, -1)], dim=2)
+            else:
+                h = h + out if residual else out
         res = _stacked_affine(h, self.output.weight, self.output.bias)[..., 0].T
         if not centre_derivative:
             return res

@@ -19,6 +19,7 @@ from ._base import (
     atomic_fit,
 )
 from ._utils import make_generator, resolve_device, to_tensor
+from .hybrid import hybrid_model, principal_directions
 from .localization import (
     LocalNoiseModel,
     block_view,
@@ -34,18 +35,25 @@ __all__ = ["LocalizedDiffusionEstimator"]
 
 
 def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shared, seed, device,
-               training_kwargs):
+               training_kwargs, global_part=None):
     """Fit the sub-models of one block on its columns; the joblib worker.
 
     ``Z`` (n, h) and ``Z_val`` (n_val, h) or None hold the block's columns
     (core and halo), ``windows`` (b, k) and ``core`` (b,) index into them.
+    ``global_part``, the principal directions and their variances, makes a
+    hybrid model (then the block is every coordinate).
     Returns the CPU state dict and the curves, so any backend can ship it.
     """
     device = torch.device(device)
-    network = LocalNoiseModel(
-        windows, core, centre_slot, Z.shape[1], hidden_layer_sizes, shared,
-        generator=make_generator(seed),
-    ).to(device)
+    if global_part is None:
+        network = LocalNoiseModel(
+            windows, core, centre_slot, Z.shape[1], hidden_layer_sizes, shared,
+            generator=make_generator(seed),
+        )
+    else:
+        network = hybrid_model(windows, centre_slot, Z.shape[1], hidden_layer_sizes, shared,
+                               *global_part, generator=make_generator(seed))
+    network = network.to(device)
     generator = make_generator(seed, device)
     validation = None
     if Z_val is not None:
@@ -117,12 +125,24 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         ``2 radius + 1`` per axis) instead of one per coordinate; for
         translation-invariant data on a chain, ring or lattice. Windows
         that leave a chain or lattice are zero-padded and flagged by a mask.
+    n_global_components : int, default=0
+        Rank of a global component added to the local score, for data whose
+        dependence is not all local (a common factor, a drift shared by every
+        sensor): a small network (two layers of 64) that sees the rows
+        through their ``n_global_components`` leading principal directions
+        and predicts every coordinate (see :mod:`sklearn_diffusion.hybrid`).
+        Its Jacobian has rank at most ``n_global_components``; the local
+        sub-models keep their receptive fields. It couples all coordinates,
+        so the model then trains as one job (``block_size`` and ``n_jobs``
+        have no effect) and :meth:`refit_features` is not available.
+        In ``benchmarks/locality.py`` one component captured a common factor
+        that no radius could.
     hidden_layer_sizes : tuple of int, default=(32, 32)
         Widths of the hidden layers of each sub-model.
     block_size : int, default=32
         Coordinates whose sub-models are trained together in one job (on
         the block's columns and their halo): the unit of parallel work.
-        Ignored with ``shared=True`` (one job).
+        Ignored with ``shared=True`` or ``n_global_components > 0`` (one job).
     n_jobs : int, default=None
         Jobs fitting blocks in parallel; ``None`` means 1 unless in a
         :func:`joblib.parallel_config` context, ``-1`` all processors.
@@ -191,14 +211,21 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
 
     Attributes
     ----------
-    model_ : LocalNoiseModel
-        Assembled noise predictor of all coordinates (kept on the CPU).
+    model_ : LocalNoiseModel or HybridNoiseModel
+        Assembled noise predictor of all coordinates (kept on the CPU); a
+        :class:`~sklearn_diffusion.hybrid.HybridNoiseModel` with a global
+        component.
     distances_ : ndarray of shape (n_features, n_features)
         Distances between coordinates (learned from the data for ``"auto"``).
     neighbourhoods_ : list of ndarray
         ``neighbourhoods_[i]`` holds the coordinates within ``radius`` of ``i``.
     blocks_ : list of ndarray
         Coordinates of each fitting job.
+    global_components_ : ndarray of shape (n_features, n_global_components)
+        Orthonormal principal directions of the training rows in the model's
+        space, seen by the global component (``n_global_components > 0`` only).
+    global_variances_ : ndarray of shape (n_global_components,)
+        Variance of the training rows along each direction.
     mean_, scale_ : ndarray of shape (n_features,)
         Standardization of the training data.
     x_knots_, z_knots_ : ndarray of shape (n_features, n_knots)
@@ -289,6 +316,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         "shared": ["boolean"],
         "block_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
+        "n_global_components": [Interval(Integral, 0, None, closed="left")],
     }
 
     def __init__(
@@ -297,6 +325,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         locality="chain",
         radius=2,
         shared=False,
+        n_global_components=0,
         hidden_layer_sizes=(32, 32),
         block_size=32,
         n_jobs=None,
@@ -324,6 +353,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         self.locality = locality
         self.radius = radius
         self.shared = shared
+        self.n_global_components = n_global_components
         self.hidden_layer_sizes = hidden_layer_sizes
         self.block_size = block_size
         self.n_jobs = n_jobs
@@ -357,7 +387,16 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         # about the same factor, so the strongest partners stay the same.
         self.distances_ = coordinate_distances(self.locality, d, np.nan_to_num(Z_np))
         self.neighbourhoods_ = neighbourhoods(self.distances_, self.radius)
-        n_blocks = 1 if self.shared else -(-d // self.block_size)
+        if self.n_global_components > 0:
+            # Directions of the training rows only: the held-out rows judge
+            # the smoothing honestly.
+            self.global_components_, self.global_variances_ = principal_directions(
+                Z_np, self.n_global_components
+            )
+        else:
+            for name in ("global_components_", "global_variances_"):
+                self.__dict__.pop(name, None)
+        n_blocks = self._n_blocks(d)
         self.blocks_ = np.array_split(np.arange(d), n_blocks)
         outputs = self._train_blocks(Z_np, Z_val_np, range(n_blocks), device, seed)
         states, curves, val_curves, best_iters = zip(*outputs)
@@ -390,6 +429,9 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         seeds = np.random.RandomState(seed).randint(_MAX_SEED, size=len(self.blocks_))
         training_kwargs = self._training_kwargs()
         hidden = tuple(self.hidden_layer_sizes)
+        global_part = None
+        if hasattr(self, "global_components_"):
+            global_part = (self.global_components_, self.global_variances_)
         jobs = []
         for b in which:
             halo, local, core = block_view(windows, self.blocks_[b])
@@ -399,6 +441,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
                     centre_slot, hidden_layer_sizes=hidden, shared=self.shared,
                     seed=int(seeds[b]), device=str(device),
                     training_kwargs={**training_kwargs, "description": f"block {b}"},
+                    global_part=global_part,
                 )
             )
         # CUDA cannot be used in forked workers: blocks share the device through threads.
@@ -478,7 +521,12 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         changed = self._feature_indices(features)
         windows, _ = local_windows(self.locality, self.distances_, self.radius, shared=self.shared)
         d = self.n_features_in_
-        n_blocks = 1 if self.shared else -(-d // self.block_size)
+        if self.n_global_components > 0 or hasattr(self, "global_components_"):
+            raise ValueError(
+                "refit_features re-trains local sub-models only, but the global component "
+                "(n_global_components > 0) couples every coordinate; call fit instead."
+            )
+        n_blocks = self._n_blocks(d)
         same_blocks = n_blocks == len(self.blocks_) and all(
             np.array_equal(a, b)
             for a, b in zip(np.array_split(np.arange(d), n_blocks), self.blocks_)
@@ -567,9 +615,16 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
             self.locality, self.distances_, self.radius, shared=self.shared
         )
         d = len(self.distances_)
+        if hasattr(self, "global_components_"):
+            return hybrid_model(windows, centre_slot, d, tuple(self.hidden_layer_sizes),
+                                self.shared, self.global_components_, self.global_variances_)
         return LocalNoiseModel(
             windows, np.arange(d), centre_slot, d, tuple(self.hidden_layer_sizes), self.shared
         )
+
+    def _n_blocks(self, d):
+        # The global part couples every coordinate: a hybrid trains as one job.
+        return 1 if self.shared or self.n_global_components > 0 else -(-d // self.block_size)
 
     def _score_div_fn(self, model):
         return local_score_divergence(model)

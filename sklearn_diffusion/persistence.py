@@ -66,6 +66,8 @@ _ATTRIBUTES = {
         "distances_": ("distances", ("d", "d")),
         "neighbourhoods_": ("indices", None),
         "blocks_": ("indices", None),
+        "global_components_": ("finite", ("d", "g")),
+        "global_variances_": ("positive", ("g",)),
     },
     "DiffusionOutlierDetector": {
         "n_features_in_": ("count", None),
@@ -80,7 +82,7 @@ _ATTRIBUTES = {
     },
 }
 _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
-             "column_normal_weight_", "reference_"}
+             "column_normal_weight_", "reference_", "global_components_", "global_variances_"}
 
 
 class _Malformed(Exception):

@@ -23,6 +23,7 @@ ESTIMATORS = [
     LocalizedDiffusionEstimator(**FAST, radius=1, loss="bootstrap"),
     LocalizedDiffusionEstimator(**FAST, radius=1, shared=True),
     LocalizedDiffusionEstimator(**FAST, radius=1, locality="auto", block_size=2, sampler="sde"),
+    LocalizedDiffusionEstimator(**FAST, radius=1, n_global_components=2),
     DiffusionOutlierDetector(BootstrappedScoreEstimator(**FAST), n_levels=4),
     DiffusionOutlierDetector(
         BootstrappedScoreEstimator(**FAST), method="denoising", n_levels=4, contamination=0.1

@@ -111,6 +111,18 @@ def test_grid_search_over_radius_in_a_pipeline():
     assert search.best_params_ == {"localizeddiffusionestimator__radius": 1}
 
 
+
+def test_grid_search_with_a_learned_graph_has_no_nan_fold():
+    # locality="auto" learns its graph on each fold, so a radius can exceed
+    # one fold's graph diameter (three independent blocks of columns: the
+    # graph may also be disconnected); that fold must still be scored.
+    rng = np.random.default_rng(0)
+    X = np.repeat(rng.normal(size=(150, 3)), 3, axis=1) + 0.3 * rng.normal(size=(150, 9))
+    search = GridSearchCV(LocalizedDiffusionEstimator(locality="auto", **FAST),
+                          {"radius": [0, 1, 3, 50]}, cv=3, error_score="raise").fit(X)
+    folds = [search.cv_results_[f"split{k}_test_score"] for k in range(3)]
+    assert np.all(np.isfinite(folds))
+
 def test_pickle_round_trip():
     X, _ = ring_gaussian(d=6, n=100)
     est = LocalizedDiffusionEstimator(locality=(2, 3), radius=1, shared=True, **FAST).fit(X)
