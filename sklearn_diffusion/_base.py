@@ -246,6 +246,46 @@ def _complete_rows(Z):
     return Z if len(Z) >= _MIN_SELECTION_ROWS else None
 
 
+def unimodal_argmax(score, n):
+    """Index of the largest ``score(i)`` over ``range(n)`` for a unimodal ``score``.
+
+    Golden-section search on the indices: each step keeps the part of the
+    bracket that holds the larger of two interior values, reusing one of
+    them; the last few indices are compared directly. About ``1.44 log2 n +
+    2`` evaluations (7 for 14 candidates) where a scan takes ``n``; on a
+    function with several local maxima it returns one of them. Ties go to
+    the lower index.
+
+    Examples
+    --------
+    >>> from sklearn_diffusion._base import unimodal_argmax
+    >>> calls = []
+    >>> def score(i):
+    ...     calls.append(i)
+    ...     return -(i - 9) ** 2
+    >>> unimodal_argmax(score, 14), len(set(calls)) < 14
+    (9, True)
+    """
+    cache = {}
+
+    def value(i):
+        if i not in cache:
+            cache[i] = score(i)
+        return cache[i]
+
+    lo, hi = 0, n - 1
+    ratio = (math.sqrt(5) - 1) / 2
+    while hi - lo > 3:
+        left = hi - round(ratio * (hi - lo))
+        # Two distinct interior points: equal values then bracket the peak.
+        right = max(lo + round(ratio * (hi - lo)), left + 1)
+        if value(left) >= value(right):
+            hi = right - 1 if value(left) > value(right) else right
+        else:
+            lo = left + 1
+    return max(range(lo, hi + 1), key=lambda i: (value(i), -i))
+
+
 class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
     """Shared flow of the diffusion density estimators (not for direct use).
 
@@ -393,11 +433,15 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
                             self._n_smoothing_candidates)
 
     def _select_smoothing(self, Z_val):
-        """The candidate smoothing with the best held-out log-likelihood, and all scores.
+        """The candidate smoothing with the best held-out log-likelihood, and the scores.
 
         The likelihood can start from any time at no training cost, so the
         smoothing is chosen after training on the rows early stopping held
-        out; without them ``smoothing="auto"`` falls back to ``t_min``.
+        out; without them ``smoothing="auto"`` falls back to ``t_min``. The
+        held-out likelihood rises then falls with the smoothing (too sharp,
+        then too smooth), so a golden-section search over the candidates
+        finds the best with about half of them evaluated (7 of 14); the
+        others' scores are NaN.
         """
         candidates = self._smoothing_candidates()
         if self.smoothing != "auto" or Z_val is None:
@@ -406,10 +450,16 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         Z_val = Z_val[: self._max_selection_rows]
         device = resolve_device(self.device_)
         model = self._model_on(device)
-        scores = np.array([
-            float(self._model_log_density(Z_val, model, t, device).mean()) for t in candidates
-        ])
-        best = int(np.nanargmax(scores)) if np.isfinite(scores).any() else 0
+        scores = np.full(len(candidates), np.nan)
+
+        def score(i):
+            if np.isnan(scores[i]):
+                value = float(self._model_log_density(Z_val, model, candidates[i], device).mean())
+                # A non-finite mean (overflow) ranks last but is recorded as is.
+                scores[i] = value if not np.isnan(value) else -np.inf
+            return scores[i] if np.isfinite(scores[i]) else -np.inf
+
+        best = unimodal_argmax(score, len(candidates))
         return float(candidates[best]), scores
 
     #: Rows farther than this from the origin in any model-space coordinate

@@ -74,8 +74,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         ``x + sqrt(exp(2 s) - 1) xi`` in the model's space, like the
         bandwidth of a kernel density. ``"auto"`` picks, after training, the
         one of 14 times log-spaced in ``[t_min, 0.5]`` with the best
-        held-out log-likelihood on the early-stopping rows (no training cost;
-        ``t_min`` without early stopping). It was the largest single gain
+        held-out log-likelihood on the early-stopping rows, by a
+        golden-section search that evaluates about 7 of them (no training
+        cost; ``t_min`` without early stopping). It was the largest single gain
         on held-out likelihood in ``benchmarks/density.py``: a network fitted
         on a few thousand rows is sharper than the data's density.
     column_transform : {"gaussianize", "standardize"}, default="gaussianize"
@@ -128,7 +129,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Noise level of the returned density (see ``smoothing``).
     smoothing_scores_ : ndarray of shape (n_candidates,)
         Held-out mean log-likelihood (model space) of each candidate of
-        ``smoothing="auto"``; NaN when it was not chosen on held-out rows.
+        ``smoothing="auto"``; NaN for a candidate the search did not need,
+        and everywhere when the smoothing was not chosen on held-out rows.
     loss_curve_ : ndarray of shape (`n_iter_`,)
         Training loss per step.
     validation_loss_curve_ : ndarray of shape (n_checks,)

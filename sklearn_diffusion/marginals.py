@@ -42,7 +42,7 @@ def _log_mixture(log_kde, values, weight):
 
 def _loo_select(values, bandwidths, weights):
     # Leave-one-out log-likelihood of the mixture for every (bandwidth,
-    # weight) pair, all bandwidths in one batched reduction.
+    # weight) pair.
     v = torch.as_tensor(values, dtype=torch.float64)
     m = v.shape[0]
     sq = (v[:, None] - v[None, :]) ** 2
@@ -51,10 +51,16 @@ def _loo_select(values, bandwidths, weights):
     # pull the bandwidth to zero and the map to spikes that held-out rows
     # between the atoms pay for (61 nats on ADBench's cardio).
     sq[sq == 0] = math.inf
-    h = torch.as_tensor(bandwidths, dtype=torch.float64)
-    log_kde = torch.logsumexp(-0.5 * sq / h[:, None, None] ** 2, dim=2) - torch.log(
-        h[:, None] * (m - 1) * math.sqrt(2 * math.pi)
-    )
+    # One bandwidth at a time, in float32 (logsumexp subtracts each row's
+    # maximum, so the result is good to float32 rounding, 1e-7 nats): about
+    # twice as fast as one float64 reduction over a (bandwidths, m, m)
+    # tensor, which was a third of a localized fit's time at d = 144.
+    half_sq = (-0.5 * sq).float()
+    log_kde = torch.stack([
+        torch.logsumexp(half_sq / float(h * h), dim=1).double()
+        - math.log(h * (m - 1) * math.sqrt(2 * math.pi))
+        for h in bandwidths
+    ])
     scores = torch.stack([_log_mixture(log_kde, v, w).mean(dim=1) for w in weights], dim=1)
     i, k = np.unravel_index(int(torch.argmax(scores)), scores.shape)
     return bandwidths[i], weights[k]

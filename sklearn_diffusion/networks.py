@@ -187,8 +187,8 @@ class ScoreMLP(nn.Module):
     def noise_and_trace(self, x, t):
         """Noise prediction (n, d) and the trace of its Jacobian in ``x``, shape (n,).
 
-        Forward-mode by hand: the Jacobian of each hidden layer, (n, width,
-        d), is carried through the network, which costs about one forward
+        Forward-mode by hand: the Jacobian of each hidden layer, (n, d,
+        width), is carried through the network, which costs about one forward
         pass of ``d`` copies of the rows (the first layer's is free: the
         Jacobian of ``x`` is the identity) where ``d`` vector-Jacobian
         products cost about three. Rows never mix.
@@ -205,15 +205,21 @@ class ScoreMLP(nn.Module):
         True
         """
         biases = torch.split(self.time_bias(self.time_embedding(t)), self.hidden_layer_sizes, dim=1)
-        d = x.shape[1]
+        n, d = x.shape
+        # jac[r, i] = d h / d x_i at row r, laid out (n, d, width) so each
+        # layer's product is one (n d, width) x (width, width) matmul rather
+        # than n small batched ones.
         h, jac = x, None
         for layer, bias in zip(self.layers, biases):
             pre = layer(h) + bias
             gate = torch.sigmoid(pre)
             out = pre * gate
-            slope = (gate * (1 + pre * (1 - gate)))[:, :, None]
+            slope = (gate * (1 + pre * (1 - gate)))[:, None, :]
             # d pre / dx: the weight itself for the first layer (jac = I).
-            d_pre = layer.weight[None] if jac is None else torch.matmul(layer.weight, jac)
+            if jac is None:
+                d_pre = layer.weight.T[None]
+            else:
+                d_pre = torch.matmul(jac.reshape(n * d, -1), layer.weight.T).view(n, d, -1)
             d_out = slope * d_pre
             if out.shape == h.shape:
                 eye = torch.eye(d, dtype=x.dtype, device=x.device)[None]
@@ -221,7 +227,7 @@ class ScoreMLP(nn.Module):
                 h = h + out
             else:
                 jac, h = d_out, out
-        trace = torch.einsum("ow,nwo->n", self.output.weight, jac)
+        trace = torch.einsum("iw,niw->n", self.output.weight, jac)
         return precondition(self.output(h), x, t), sigma(t) * d + alpha(t) * trace
 
 

@@ -133,3 +133,20 @@ def test_exact_and_hutchinson_divergences_agree_in_expectation():
     # Rademacher probes: the variance per probe is at most 2 ||J||_F^2, a
     # few units here, so 20,000 probes leave a standard error near 0.02.
     torch.testing.assert_close(estimate, exact, rtol=0, atol=0.1)
+
+
+def test_golden_section_search_finds_the_peak_of_any_unimodal_sequence():
+    from sklearn_diffusion._base import unimodal_argmax
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n = int(rng.integers(1, 20))
+        peak = int(rng.integers(0, n))
+        rise = np.cumsum(rng.uniform(0.01, 1, peak + 1))
+        values = np.concatenate([rise, rise[-1] - np.cumsum(rng.uniform(0.01, 1, n - peak - 1))])
+        seen = []
+        assert unimodal_argmax(lambda i: seen.append(i) or values[i], n) == peak
+        if n == 14:
+            assert len(set(seen)) <= 7
+    # A plateau at the top: the lowest index of it.
+    assert unimodal_argmax(lambda i: min(i, 5), 14) == 5
