@@ -28,7 +28,7 @@ from .localization import LocalNoiseModel
 from .networks import TimeEmbedding, init_parameters
 from .schedules import alpha, sigma
 
-__all__ = ["principal_directions", "GlobalLowRankModel", "HybridNoiseModel"]
+__all__ = ["principal_directions", "GlobalLowRankModel", "HybridNoiseModel", "hybrid_model"]
 
 
 def principal_directions(Z, k):
@@ -195,7 +195,22 @@ class HybridNoiseModel(nn.Module):
 
 def hybrid_model(windows, centre_slot, n_inputs, hidden_layer_sizes, shared, components,
                  variances, *, generator=None):
-    """A :class:`HybridNoiseModel` over all ``n_inputs`` coordinates (local part first drawn)."""
+    """A :class:`HybridNoiseModel` over all ``n_inputs`` coordinates.
+
+    The local part's weights are drawn from ``generator`` first, then the
+    global part's, so a seed gives one model. Arguments are those of
+    :class:`~sklearn_diffusion.localization.LocalNoiseModel` (every
+    coordinate its own centre) and of :class:`GlobalLowRankModel`.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn_diffusion.hybrid import hybrid_model
+    >>> net = hybrid_model([[0, 1], [1, 0]], 0, 2, (8,), False, np.ones((2, 1)) / 2**0.5, [2.0],
+    ...                    generator=torch.Generator().manual_seed(0))
+    >>> net.global_part.components.shape
+    torch.Size([2, 1])
+    """
     local = LocalNoiseModel(windows, np.arange(n_inputs), centre_slot, n_inputs,
                             hidden_layer_sizes, shared, generator=generator)
     return HybridNoiseModel(local, GlobalLowRankModel(components, variances, generator=generator))

@@ -125,6 +125,9 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         ``2 radius + 1`` per axis) instead of one per coordinate; for
         translation-invariant data on a chain, ring or lattice. Windows
         that leave a chain or lattice are zero-padded and flagged by a mask.
+        On stationary 144-site lattice and ring fields it beat
+        ``GraphicalLassoCV`` where per-coordinate networks did not, and
+        trained faster (``benchmarks/lattice_fields.py``; see the user guide).
     n_global_components : int, default=0
         Rank of a global component added to the local score, for data whose
         dependence is not all local (a common factor, a drift shared by every
@@ -501,7 +504,9 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
             On an unknown feature, an ``X`` with another number of features,
             or when ``locality``, ``radius``, ``shared``, ``block_size`` or
             ``hidden_layer_sizes`` changed since :meth:`fit` (the sub-models
-            would no longer fit together; call :meth:`fit`).
+            would no longer fit together; call :meth:`fit`), or with a global
+            component (``n_global_components > 0``), which couples every
+            coordinate.
 
         Examples
         --------
