@@ -1,5 +1,5 @@
 """Issue 13 part 5 study: default localized fit on ring fields of 256 and 1,024 sites, split by stage (cProfile)."""
-import cProfile, pstats, sys, time, numpy as np
+import cProfile, pstats, sys, time
 sys.path.insert(0, "benchmarks")
 from _fields import field_precision, field_sample
 from sklearn_diffusion import LocalizedDiffusionEstimator
