@@ -187,11 +187,15 @@ class ScoreMLP(nn.Module):
     def noise_and_trace(self, x, t):
         """Noise prediction (n, d) and the trace of its Jacobian in ``x``, shape (n,).
 
-        Forward-mode by hand: the Jacobian of each hidden layer, (n, d,
-        width), is carried through the network, which costs about one forward
-        pass of ``d`` copies of the rows (the first layer's is free: the
-        Jacobian of ``x`` is the identity) where ``d`` vector-Jacobian
-        products cost about three. Rows never mix.
+        Forward-mode by hand: the Jacobian ``J`` of each hidden layer in
+        ``x``, (n, d, width), is carried through the network, which costs
+        about two (n d, width) x (width, width) matrix products for the
+        default three layers, where ``d`` vector-Jacobian products cost about
+        ``3 d`` forward passes. Two parts of ``J`` are never formed: the
+        first layer's, ``I + S_1 W_1`` (a product with it is one with its
+        slopes ``S_1``, (n, width)), and the last layer's (only the diagonal
+        of ``W_out J`` is needed, a contraction with an (n, width) result).
+        Rows never mix.
 
         Examples
         --------
@@ -205,30 +209,93 @@ class ScoreMLP(nn.Module):
         True
         """
         biases = torch.split(self.time_bias(self.time_embedding(t)), self.hidden_layer_sizes, dim=1)
-        n, d = x.shape
-        # jac[r, i] = d h / d x_i at row r, laid out (n, d, width) so each
-        # layer's product is one (n d, width) x (width, width) matmul rather
-        # than n small batched ones.
-        h, jac = x, None
+        h, slopes, residual = x, [], []
         for layer, bias in zip(self.layers, biases):
             pre = layer(h) + bias
             gate = torch.sigmoid(pre)
             out = pre * gate
-            slope = (gate * (1 + pre * (1 - gate)))[:, None, :]
-            # d pre / dx: the weight itself for the first layer (jac = I).
-            if jac is None:
-                d_pre = layer.weight.T[None]
+            slopes.append(gate * (1 + pre * (1 - gate)))
+            residual.append(out.shape == h.shape)
+            h = h + out if residual[-1] else out
+        trace = _Tangent(x.shape[0], x.shape[1]).trace(
+            [layer.weight for layer in self.layers], slopes, residual, self.output.weight
+        )
+        return precondition(self.output(h), x, t), sigma(t) * x.shape[1] + alpha(t) * trace
+
+
+class _Tangent:
+    # The Jacobian J = d h / d x (n, d, width) of a hidden layer, kept as
+    # dense + S_1 W_1^T (the first layer's part, from its slopes S_1) +
+    # I (while the first layer's skip connection survives), so the parts
+    # that are cheap to apply are never formed.
+
+    def __init__(self, n, d):
+        self.n, self.d = n, d
+        self.dense, self.first, self.identity = None, None, True
+
+    def times(self, weight):
+        # J W^T as a dense (n, d, out) tensor.
+        n, d = self.n, self.d
+        if self.dense is not None and self.first is not None:
+            self._form_first()
+        out = None
+        if self.dense is not None:
+            out = torch.matmul(self.dense.reshape(n * d, -1), weight.T).view(n, d, -1)
+        if self.first is not None:
+            slope, w1 = self.first
+            # (S_1 W_1^T W^T)[r, i, m] = sum_k s[r, k] W_1[k, i] W[m, k].
+            u = (w1[:, :, None] * weight.T[:, None, :]).reshape(w1.shape[0], -1)
+            out = torch.matmul(slope, u).view(n, d, -1)
+        if self.identity:
+            identity = weight.T.contiguous()[None]
+            out = identity.expand(n, -1, -1).clone() if out is None else out.add_(identity)
+        return out
+
+    def _form_first(self):
+        slope, w1 = self.first
+        self.dense.addcmul_(slope[:, None, :], w1.T.contiguous()[None])
+        if self.identity:
+            self.dense.diagonal(dim1=1, dim2=2).add_(1.0)
+        self.first, self.identity = None, False
+
+    def contract(self, c):
+        # <C_j, J> per row for c of shape (m, d, width): (n, m).
+        q = 0.0
+        if self.dense is not None:
+            q = torch.matmul(self.dense.reshape(self.n, -1), c.reshape(c.shape[0], -1).T)
+        if self.first is not None:
+            slope, w1 = self.first
+            q = q + torch.matmul(slope, torch.einsum("ki,jik->kj", w1, c))
+        if self.identity:
+            q = q + c.diagonal(dim1=1, dim2=2).sum(dim=1)[None]
+        return q
+
+    def trace(self, weights, slopes, residual, w_out):
+        # tr(W_out J_L), with J_l = [J_{l-1} if residual] + S_l J_{l-1} W_l^T.
+        last = len(weights) - 1
+        for l, (weight, slope, res) in enumerate(zip(weights, slopes, residual)):
+            if l == last:
+                break
+            if l == 0:
+                self.first, self.identity = (slope, weight), res
+                continue
+            step = self.times(weight).mul_(slope[:, None, :])
+            if res:
+                self.dense = step if self.dense is None else self.dense.add_(step)
             else:
-                d_pre = torch.matmul(jac.reshape(n * d, -1), layer.weight.T).view(n, d, -1)
-            d_out = slope * d_pre
-            if out.shape == h.shape:
-                eye = torch.eye(d, dtype=x.dtype, device=x.device)[None]
-                jac = (eye if jac is None else jac) + d_out
-                h = h + out
-            else:
-                jac, h = d_out, out
-        trace = torch.einsum("iw,niw->n", self.output.weight, jac)
-        return precondition(self.output(h), x, t), sigma(t) * d + alpha(t) * trace
+                self.dense, self.first, self.identity = step, None, False
+        # The last layer: tr(W_out S_L J W_L^T) = sum_k s_k <T_k, J> with
+        # T[k, i, m] = W_out[i, k] W_L[k, m], and <W_out, J> for its skip.
+        weight, slope, res = weights[last], slopes[last], residual[last]
+        if last == 0:
+            self.first, self.identity = None, True
+        c = w_out.T[:, :, None] * weight[:, None, :]
+        if res:
+            c = torch.cat([c, w_out[None]])
+        q = self.contract(c)
+        width = slope.shape[1]
+        trace = (slope * q[:, :width]).sum(dim=1)
+        return trace + q[:, width] if res else trace
 
 
 class ScoreEnsemble(nn.Module):

@@ -75,6 +75,48 @@ def test_maps_are_normal_and_far_rows_finite(knots):
     np.testing.assert_allclose(np.abs(Z[0, :2]), 1e3, rtol=0.05)
 
 
+def test_bandwidth_choice_matches_a_direct_leave_one_out_search():
+    # The squaring recursion against one logsumexp per bandwidth in float64.
+    from scipy.special import logsumexp
+
+    from sklearn_diffusion.marginals import BANDWIDTHS, WEIGHTS, _loo_select
+
+    rng = np.random.default_rng(4)
+    for v in (rng.normal(size=300), np.round(rng.exponential(size=300), 1)):
+        sq = (v[:, None] - v[None, :]) ** 2
+        sq[sq == 0] = np.inf
+        best, choice = -np.inf, None
+        for h in BANDWIDTHS:
+            log_kde = logsumexp(-0.5 * sq / h**2, axis=1) - np.log(h * (len(v) - 1) * np.sqrt(2 * np.pi))
+            for w in WEIGHTS:
+                log_normal = -0.5 * v**2 - 0.5 * np.log(2 * np.pi)
+                score = np.logaddexp(np.log1p(-w) + log_kde, np.log(w) + log_normal).mean()
+                if score > best:
+                    best, choice = score, (h, w)
+        assert _loo_select(v, WEIGHTS) == choice
+
+
+def test_normal_quantiles_match_log_space_reference_far_into_the_tails():
+    from scipy.special import log_ndtr, logsumexp, ndtri_exp
+
+    from sklearn_diffusion.marginals import _normal_quantiles
+
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=200)
+    x = np.concatenate([np.linspace(-70, 70, 301), ref[:20]])
+    for h, w in [(0.05, 0.01), (1.0, 1 - 1e-6)]:
+        u = (x[:, None] - ref[None, :]) / h
+        tails = [
+            np.logaddexp(np.log1p(-w) + logsumexp(log_ndtr(s * u), axis=1) - np.log(len(ref)),
+                         np.log(w) + log_ndtr(s * x))
+            for s in (1, -1)
+        ]
+        expected = np.where(tails[0] < tails[1], ndtri_exp(tails[0]), -ndtri_exp(tails[1]))
+        z = _normal_quantiles(x, ref, h, w)
+        np.testing.assert_allclose(z, expected, rtol=1e-9, atol=1e-9)
+        assert np.all(np.diff(z[:301]) > 0)
+
+
 def test_constant_column_is_standardized():
     X = np.column_stack([np.zeros(50), np.linspace(-1, 1, 50)])
     knots = fit_gaussianizer(X, generator=torch.Generator().manual_seed(0))
