@@ -192,8 +192,8 @@ class ScoreMLP(nn.Module):
         about two (n d, width) x (width, width) matrix products for the
         default three layers, where ``d`` vector-Jacobian products cost about
         ``3 d`` forward passes. Two parts of ``J`` are never formed: the
-        first layer's, ``I + S_1 W_1`` (a product with it is one with its
-        slopes ``S_1``, (n, width)), and the last layer's (only the diagonal
+        first layer's, ``S_1 W_1^T`` (plus ``I`` if it is residual; a product
+        with it is one with its slopes ``S_1``, (n, width)), and the last layer's (only the diagonal
         of ``W_out J`` is needed, a contraction with an (n, width) result).
         Rows never mix.
 
@@ -287,8 +287,6 @@ class _Tangent:
         # The last layer: tr(W_out S_L J W_L^T) = sum_k s_k <T_k, J> with
         # T[k, i, m] = W_out[i, k] W_L[k, m], and <W_out, J> for its skip.
         weight, slope, res = weights[last], slopes[last], residual[last]
-        if last == 0:
-            self.first, self.identity = None, True
         c = w_out.T[:, :, None] * weight[:, None, :]
         if res:
             c = torch.cat([c, w_out[None]])
