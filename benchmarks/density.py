@@ -388,6 +388,10 @@ def run_cell(dataset, label, factory):
         notes = [getattr(model, "note_", ""), test_note, train_note]
         if hasattr(model, "n_iter_"):
             notes.append(f"{model.n_iter_} steps")
+        if hasattr(model, "reference_weights_"):
+            alone = " alone" if getattr(model, "reference_alone_", False) else ""
+            notes.append(f"{model.column_transform_}, reference k={len(model.reference_weights_)}"
+                         f"{alone}")
         cell["note"] = "; ".join(n for n in notes if n)
     except Exception as exc:  # noqa: BLE001 - one failed cell must not end the run
         cell["error"] = f"{type(exc).__name__}: {exc}"

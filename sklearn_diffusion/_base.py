@@ -27,6 +27,7 @@ from .anomaly import anomaly_times, denoising_error, score_norm
 from .likelihood import log_density
 from .marginals import degaussianize, fit_gaussianizer, gaussianize
 from .networks import score_from_noise
+from .reference import fit_reference_mixture, mixture_log_density
 from .sampling import SAMPLERS, conditional_noise_draws, conditional_sde
 from .training import TrainingDivergedError
 
@@ -237,6 +238,9 @@ def _observed_location_scale(X):
 #: (fits on incomplete rows) it falls back to ``t_min``.
 _MIN_SELECTION_ROWS = 20
 
+#: Fitted attributes of the Gaussianizing column maps.
+_COLUMN_MAP_ATTRIBUTES = ("x_knots_", "z_knots_", "column_bandwidth_", "column_normal_weight_")
+
 
 def _complete_rows(Z):
     """The rows of ``Z`` without NaN, or None when there are fewer than ``_MIN_SELECTION_ROWS``."""
@@ -379,16 +383,24 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         # Too few rows to hold any out: train on all of them, without stopping early.
         order = rng.permutation(len(Z))
         Z_val, Z = (Z[order[:n_val]], Z[order[n_val:]]) if n_val > 0 else (None, Z)
-        if self.column_transform == "gaussianize":
+        for name in _COLUMN_MAP_ATTRIBUTES:
+            # A refit that standardizes must not keep an earlier fit's maps.
+            self.__dict__.pop(name, None)
+        self._reference_fit = None
+        if self.column_transform != "standardize":
             # Fitted on the training rows only, so the held-out rows judge
-            # the smoothing honestly.
-            (self.x_knots_, self.z_knots_, self.column_bandwidth_,
-             self.column_normal_weight_) = fit_gaussianizer(
-                Z, generator=make_generator(seed)
-            )
-            Z = gaussianize(Z, self.x_knots_, self.z_knots_)[0]
-            if Z_val is not None:
-                Z_val = gaussianize(Z_val, self.x_knots_, self.z_knots_)[0]
+            # the smoothing (and the column map) honestly.
+            knots = fit_gaussianizer(Z, generator=make_generator(seed))
+            Z_g = gaussianize(Z, *knots[:2])[0]
+            Z_val_g = None if Z_val is None else gaussianize(Z_val, *knots[:2])[0]
+            gaussian = True
+            if self.column_transform == "auto":
+                gaussian = self._choose_column_map(Z, Z_val, Z_g, Z_val_g, knots, seed)
+            if gaussian:
+                (self.x_knots_, self.z_knots_, self.column_bandwidth_,
+                 self.column_normal_weight_) = knots
+                Z, Z_val = Z_g, Z_val_g
+        self.column_transform_ = "gaussianize" if hasattr(self, "x_knots_") else "standardize"
         self._warn_if_near_discrete(Z)
         result = self._fit_model(
             to_tensor(Z, device), None if Z_val is None else to_tensor(Z_val, device),
@@ -401,8 +413,33 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         self.n_iter_ = len(result.loss_curve)
         self.best_iter_ = result.best_iter
         self.anomaly_seed_ = anomaly_seed
-        self.smoothing_, self.smoothing_scores_ = self._select_smoothing(_complete_rows(Z_val))
+        self._select_density(_complete_rows(Z_val))
+        del self._reference_fit
         return self
+
+    def _choose_column_map(self, Z, Z_val, Z_g, Z_val_g, knots, seed):
+        """Whether ``column_transform="auto"`` Gaussianizes the columns.
+
+        The BIC mixture of :func:`~sklearn_diffusion.reference.fit_reference_mixture`
+        is fitted on the training rows in both spaces; the one whose held-out
+        log-likelihood (with the column maps' log-Jacobian) is higher wins,
+        and its mixture is kept for the reference of the score network.
+        Without enough complete held-out rows, Gaussianize.
+        """
+        rows = None if Z_val is None else ~np.isnan(Z_val).any(axis=1)
+        if rows is None or rows.sum() < _MIN_SELECTION_ROWS:
+            return True
+        fits = [fit_reference_mixture(space, seed) for space in (Z, Z_g)]
+        log_slopes = gaussianize(Z_val[rows], *knots[:2])[1]
+        standardized = mixture_log_density(Z_val[rows], *fits[0]).mean()
+        gaussianized = (mixture_log_density(Z_val_g[rows], *fits[1]) + log_slopes).mean()
+        gaussian = bool(gaussianized >= standardized)
+        self._reference_fit = fits[1] if gaussian else fits[0]
+        return gaussian
+
+    def _select_density(self, Z_val):
+        """Set ``smoothing_`` and ``smoothing_scores_`` from the held-out rows (subclass hook)."""
+        self.smoothing_, self.smoothing_scores_ = self._select_smoothing(Z_val)
 
     def _check_trained(self, Z):
         """Raise :class:`TrainingDivergedError` unless the network is finite on its data.
@@ -432,7 +469,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         return np.geomspace(self.t_min, max(self.t_min, self._max_smoothing),
                             self._n_smoothing_candidates)
 
-    def _select_smoothing(self, Z_val):
+    def _select_smoothing(self, Z_val, model=None):
         """The candidate smoothing with the best held-out log-likelihood, and the scores.
 
         The likelihood can start from any time at no training cost, so the
@@ -441,7 +478,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         held-out likelihood rises then falls with the smoothing (too sharp,
         then too smooth), so a golden-section search over the candidates
         finds the best with about half of them evaluated (7 of 14); the
-        others' scores are NaN.
+        others' scores are NaN. ``model`` defaults to the fitted ``model_``.
         """
         candidates = self._smoothing_candidates()
         if self.smoothing != "auto" or Z_val is None:
@@ -449,7 +486,7 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
             return float(value), np.full(1, np.nan)
         Z_val = Z_val[: self._max_selection_rows]
         device = resolve_device(self.device_)
-        model = self._model_on(device)
+        model = self._model_on(device, model)
         scores = np.full(len(candidates), np.nan)
 
         def score(i):
@@ -597,9 +634,10 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
             return torch.device("cpu")
         return device
 
-    def _model_on(self, device):
+    def _model_on(self, device, model=None):
         # nn.Module.to moves in place; the fitted model stays on the CPU.
-        return self.model_ if device.type == "cpu" else copy.deepcopy(self.model_).to(device)
+        model = self.model_ if model is None else model
+        return model if device.type == "cpu" else copy.deepcopy(model).to(device)
 
     @staticmethod
     def _score_fn(model):
@@ -619,13 +657,13 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
         # The map of _to_model_space on an already validated array.
         Z = (X.astype(np.float64, copy=False) - self.mean_) / self.scale_
         log_jacobian = np.full(len(Z), -np.log(self.scale_).sum())
-        if self.column_transform == "gaussianize":
+        if self.column_transform_ == "gaussianize":
             Z, log_slopes = gaussianize(Z, self.x_knots_, self.z_knots_)
             log_jacobian += log_slopes
         return Z, log_jacobian
 
     def _from_model_space(self, Z):
-        if self.column_transform == "gaussianize":
+        if self.column_transform_ == "gaussianize":
             Z = degaussianize(Z, self.x_knots_, self.z_knots_)
         return Z * self.scale_ + self.mean_
 

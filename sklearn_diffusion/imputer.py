@@ -36,7 +36,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         :class:`BootstrappedScoreEstimator` or
         :class:`LocalizedDiffusionEstimator` (images, chains). It is cloned in
         ``fit``. None means ``BootstrappedScoreEstimator(n_networks=1,
-        max_iter=1500)``: one network and fewer steps than the density
+        max_iter=1500, reference="normal")``: one network and fewer steps than the density
         estimator's defaults, so that fitting 1,000 rows takes tens of
         seconds on two CPU cores (the settings of
         ``benchmarks/results/impute.md``).
@@ -115,7 +115,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     }
 
     #: Settings of the default estimator (see ``estimator``).
-    _default_settings = {"n_networks": 1, "max_iter": 1500}
+    _default_settings = {"n_networks": 1, "max_iter": 1500, "reference": "normal"}
 
     #: Incomplete rows per call of ``sample_conditional``: bounds the memory
     #: of the ``n_samples`` draws of a chunk.

@@ -238,6 +238,8 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Variance of the training rows along each direction.
     mean_, scale_ : ndarray of shape (n_features,)
         Standardization of the training data.
+    column_transform_ : {"gaussianize", "standardize"}
+        The column map in use (``column_transform``).
     x_knots_, z_knots_ : ndarray of shape (n_features, n_knots)
         Knots of the per-column maps ``z = g(x)`` of standardized values
         (``column_transform="gaussianize"`` only).

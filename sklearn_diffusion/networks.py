@@ -5,6 +5,8 @@ is preconditioned: ``e(x, t) = s_t x + a_t F(x, t)``. The skip term ``s_t x``
 is the exact answer for standardized Gaussian data, and for any data with unit
 variance the residual target of ``F`` (``a_t z - s_t x_0``) has unit variance
 at every noise level, so one network serves all ``t`` with O(1) targets.
+:class:`MixtureReference` swaps that skip term for the exact noise of a
+Gaussian mixture, so the network learns a correction to a fitted mixture.
 """
 
 import math
@@ -18,6 +20,7 @@ __all__ = [
     "TimeEmbedding",
     "ScoreMLP",
     "ScoreEnsemble",
+    "MixtureReference",
     "StackedLinear",
     "precondition",
     "score_from_noise",
@@ -325,3 +328,101 @@ class ScoreEnsemble(nn.Module):
         """Mean noise prediction (n, d) and mean trace of its Jacobian (n,)."""
         noises, traces = zip(*(m.noise_and_trace(x, t) for m in self.members))
         return torch.stack(noises).mean(dim=0), torch.stack(traces).mean(dim=0)
+
+
+class MixtureReference(nn.Module):
+    """A noise predictor whose skip term is the exact noise of a Gaussian mixture.
+
+    ``model(x, t) = s_t x + a_t F(x, t)`` (a :class:`ScoreMLP` or
+    :class:`ScoreEnsemble`); this module returns ``e_ref(x, t) + a_t F(x, t)``,
+    where ``e_ref = -s_t grad log p_t`` is the exact noise of the noised law of
+    ``x_0 ~ sum_k w_k N(mu_k, U_k diag(lambda_k) U_k^T)`` (``s_t x`` is that of
+    ``N(0, I)``). An untrained network then gives the mixture's density, and
+    training only has to learn what the mixture misses. The mixture is fixed
+    (buffers, not parameters).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Preconditioned noise predictor with ``noise_and_trace``.
+    weights : Tensor of shape (k,)
+        Positive component weights summing to one.
+    means : Tensor of shape (k, d)
+    eigenvalues : Tensor of shape (k, d)
+        Positive eigenvalues of each component's covariance.
+    eigenvectors : Tensor of shape (k, d, d)
+        Orthonormal eigenvectors of each covariance, as columns.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.networks import MixtureReference, ScoreMLP
+    >>> from sklearn_diffusion.schedules import gaussian_mixture_score, sigma
+    >>> w, m = torch.tensor([0.3, 0.7]), torch.tensor([[-2.0, 0.0], [1.0, 1.0]])
+    >>> lam, vecs = torch.tensor([[0.5, 1.0], [0.2, 2.0]]), torch.eye(2).expand(2, 2, 2)
+    >>> net = MixtureReference(ScoreMLP(2, (8,)), w, m, lam, vecs)  # untrained: the mixture
+    >>> x, t = torch.randn(4, 2), torch.full((4,), 0.3)
+    >>> covs = vecs * lam[:, None, :] @ vecs.transpose(1, 2)
+    >>> torch.allclose(net(x, t), -sigma(t)[:, None] * gaussian_mixture_score(x, t, w, m, covs),
+    ...                atol=1e-5)
+    True
+    """
+
+    def __init__(self, model, weights, means, eigenvalues, eigenvectors):
+        super().__init__()
+        self.model = model
+        self.register_buffer("log_weights", torch.log(weights))
+        self.register_buffer("means", means)
+        self.register_buffer("eigenvalues", eigenvalues)
+        self.register_buffer("eigenvectors", eigenvectors)
+        eye = torch.eye(eigenvectors.shape[1], dtype=eigenvectors.dtype)
+        if eigenvectors.is_meta:
+            self._layout = "full"
+        elif torch.equal(eigenvectors.cpu(), eye.expand_as(eigenvectors)):
+            self._layout = "diagonal"
+        elif torch.equal(eigenvectors, eigenvectors[:1].expand_as(eigenvectors)):
+            self._layout = "tied"
+        else:
+            self._layout = "full"
+
+    def _rotate(self, x, inverse=False):
+        # x (n, d) into every component's eigenbasis, (n, k, d), or
+        # (inverse) sum_k of (n, k, d) back. Diagonal and tied covariances
+        # (common BIC choices) skip the k products.
+        vecs = self.eigenvectors
+        if self._layout == "diagonal":
+            return x.sum(1) if inverse else x[:, None, :]
+        if self._layout == "tied":
+            return x.sum(1) @ vecs[0].T if inverse else (x @ vecs[0])[:, None, :]
+        if inverse:
+            return torch.einsum("nke,kde->nd", x, vecs)
+        return torch.einsum("nd,kde->nke", x, vecs)
+
+    def reference_noise_and_trace(self, x, t, trace=True):
+        """Exact noise ``e_ref`` (n, d) of the mixture and (if ``trace``) the trace of its Jacobian (n,)."""
+        a, s = alpha(t)[:, None, None], sigma(t)
+        centred_means = (self.means[:, None, :] @ self.eigenvectors)[:, 0]
+        proj = self._rotate(x) - a * centred_means
+        var = a**2 * self.eigenvalues + s[:, None, None] ** 2
+        z = proj / var
+        resp = torch.softmax(
+            self.log_weights - 0.5 * (proj * z + torch.log(var)).sum(2), dim=1
+        )
+        score = -self._rotate(resp[:, :, None] * z, inverse=True)
+        if not trace:
+            return -s[:, None] * score
+        # div sum_k r_k s_k = sum_k r_k (div s_k + |s_k|^2) - |sum_k r_k s_k|^2.
+        div = (resp * ((z**2).sum(2) - (1.0 / var).sum(2))).sum(1) - (score**2).sum(1)
+        return -s[:, None] * score, -s * div
+
+    def forward(self, x, t):
+        """Noise prediction, shape (n, d)."""
+        noise = self.reference_noise_and_trace(x, t, trace=False)
+        return self.model(x, t) - sigma(t)[:, None] * x + noise
+
+    def noise_and_trace(self, x, t):
+        """Noise prediction (n, d) and the trace of its Jacobian in ``x``, shape (n,)."""
+        noise, trace = self.model.noise_and_trace(x, t)
+        ref_noise, ref_trace = self.reference_noise_and_trace(x, t)
+        s = sigma(t)
+        return noise - s[:, None] * x + ref_noise, trace - s * x.shape[1] + ref_trace

@@ -47,6 +47,7 @@ _MODEL_ATTRIBUTES = {
     "device_": ("str", None),
     "mean_": ("finite", ("d",)),
     "scale_": ("positive", ("d",)),
+    "column_transform_": ("column_transform", None),
     "x_knots_": ("finite", ("d", "k")),
     "z_knots_": ("finite", ("d", "k")),
     "column_bandwidth_": ("positive", ("d",)),
@@ -60,7 +61,15 @@ _MODEL_ATTRIBUTES = {
     "smoothing_scores_": ("float", (None,)),
 }
 _ATTRIBUTES = {
-    "BootstrappedScoreEstimator": {**_MODEL_ATTRIBUTES, "probes_": ("finite", (None, "d"))},
+    "BootstrappedScoreEstimator": {
+        **_MODEL_ATTRIBUTES,
+        "probes_": ("finite", (None, "d")),
+        "reference_weights_": ("positive", ("m",)),
+        "reference_means_": ("finite", ("m", "d")),
+        "reference_eigenvalues_": ("positive", ("m", "d")),
+        "reference_eigenvectors_": ("finite", ("m", "d", "d")),
+        "reference_alone_": ("bool", None),
+    },
     "LocalizedDiffusionEstimator": {
         **_MODEL_ATTRIBUTES,
         "distances_": ("distances", ("d", "d")),
@@ -320,6 +329,8 @@ def _check_value(key, value, kind, shape, sizes):
         "count": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
         "seed": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
         "str": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "column_transform": lambda v: v in ("gaussianize", "standardize"),
         "time": lambda v: isinstance(v, float) and 0 < v < math.inf,
         "finite_number": lambda v: isinstance(v, Real) and math.isfinite(v),
         "method": lambda v: v in ("hybrid", "score_norm", "denoising", "log_density"),

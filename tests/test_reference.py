@@ -1,0 +1,170 @@
+"""The Gaussian-mixture reference: its closed-form noise, trace and fit."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.mixture import GaussianMixture
+
+from sklearn_diffusion import BootstrappedScoreEstimator
+from sklearn_diffusion.reference import fit_reference_mixture
+from sklearn_diffusion.likelihood import log_density
+from sklearn_diffusion.networks import MixtureReference, ScoreMLP, init_parameters
+from sklearn_diffusion.schedules import gaussian_mixture_log_density, gaussian_mixture_score, sigma
+
+D = torch.float64
+
+
+def _rotation(d, seed):
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=D))
+    return q
+
+
+def _mixture(layout, d=3):
+    g = torch.Generator().manual_seed(1)
+    weights = torch.tensor([0.2, 0.5, 0.3], dtype=D)
+    means = 2 * torch.randn(3, d, generator=g, dtype=D)
+    eigenvalues = 0.1 + torch.rand(3, d, generator=g, dtype=D)
+    if layout == "diagonal":
+        vecs = torch.eye(d, dtype=D).expand(3, d, d).clone()
+    elif layout == "tied":
+        vecs = _rotation(d, 0).expand(3, d, d).clone()
+        eigenvalues = eigenvalues[:1].expand(3, d).clone()
+    else:
+        vecs = torch.stack([_rotation(d, k) for k in range(3)])
+    return weights, means, eigenvalues, vecs
+
+
+@pytest.mark.parametrize("layout", ["diagonal", "tied", "full"])
+def test_untrained_network_is_the_mixture_noise(layout):
+    weights, means, eigenvalues, vecs = _mixture(layout)
+    net = MixtureReference(ScoreMLP(3, (8,)).double(), weights, means, eigenvalues, vecs)
+    assert net._layout == layout
+    covs = vecs @ torch.diag_embed(eigenvalues) @ vecs.transpose(1, 2)
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(2), dtype=D)
+    t = torch.tensor([1e-3, 0.01, 0.1, 0.5, 2.0, 8.0], dtype=D)
+    truth = -sigma(t)[:, None] * gaussian_mixture_score(x, t, weights, means, covs)
+    torch.testing.assert_close(net(x, t), truth, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("layout", ["diagonal", "tied", "full"])
+def test_trace_matches_the_autograd_jacobian(layout):
+    weights, means, eigenvalues, vecs = _mixture(layout)
+    g = torch.Generator().manual_seed(0)
+    inner = init_parameters(ScoreMLP(3, (8, 8)), g).double()  # a non-zero correction
+    net = MixtureReference(inner, weights, means, eigenvalues, vecs)
+    x = 2 * torch.randn(5, 3, generator=g, dtype=D)
+    t = torch.tensor([1e-3, 0.05, 0.3, 1.0, 4.0], dtype=D)
+    noise, trace = net.noise_and_trace(x, t)
+    jac = torch.func.vmap(torch.func.jacrev(lambda r, s: net(r[None], s[None])[0]))(x, t)
+    torch.testing.assert_close(noise, net(x, t), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(trace, jac.diagonal(dim1=1, dim2=2).sum(1), rtol=1e-9, atol=1e-9)
+
+
+def test_untrained_reference_gives_the_mixture_log_density():
+    weights, means, eigenvalues, vecs = _mixture("full", d=2)
+    net = MixtureReference(ScoreMLP(2, (8,)).double(), weights, means, eigenvalues, vecs)
+    covs = vecs @ torch.diag_embed(eigenvalues) @ vecs.transpose(1, 2)
+    x = means[torch.arange(60) % 3] + torch.randn(60, 2, generator=torch.Generator().manual_seed(3),
+                                                   dtype=D)
+
+    def score_div(x, t):
+        noise, trace = net.noise_and_trace(x, t)
+        return -noise / sigma(t)[:, None], -trace / sigma(t)
+
+    lp = log_density(lambda x, t: -net(x, t) / sigma(t)[:, None], score_div, x,
+                     t_min=0.02, t_max=10.0, n_steps=32)
+    truth = gaussian_mixture_log_density(x, torch.full((60,), 0.02, dtype=D), weights, means, covs)
+    assert (lp - truth).abs().max() < 1e-2
+
+
+def test_fit_reference_mixture_returns_the_bic_mixture_as_eigenpairs():
+    rng = np.random.default_rng(0)
+    cov = np.array([[1.0, 0.6], [0.6, 0.5]])
+    Z = np.concatenate([rng.multivariate_normal([-3, 0], cov, 300),
+                        rng.multivariate_normal([3, 1], cov, 300)])
+    weights, means, eigenvalues, vecs = fit_reference_mixture(Z, random_state=0)
+    assert len(weights) == 2
+    np.testing.assert_allclose(weights.sum(), 1.0)
+    # The mixture's covariances come back from the eigenpairs.
+    gm = GaussianMixture(2, covariance_type="tied", reg_covar=1e-3, random_state=0).fit(Z)
+    order = np.argsort(means[:, 0])
+    np.testing.assert_allclose(means[order], gm.means_[np.argsort(gm.means_[:, 0])], atol=1e-6)
+    rebuilt = vecs @ (eigenvalues[:, :, None] * vecs.transpose(0, 2, 1))
+    np.testing.assert_allclose(rebuilt, np.broadcast_to(gm.covariances_, (2, 2, 2)), atol=1e-6)
+    np.testing.assert_allclose(vecs @ vecs.transpose(0, 2, 1), np.broadcast_to(np.eye(2), (2, 2, 2)),
+                               atol=1e-10)
+
+
+def test_fit_reference_mixture_falls_back_to_the_standard_normal():
+    Z = np.random.default_rng(0).normal(size=(40, 4))
+    Z[1:, 0] = np.nan  # one complete row left: too few for any mixture
+    weights, means, eigenvalues, vecs = fit_reference_mixture(Z)
+    np.testing.assert_array_equal(weights, [1.0])
+    np.testing.assert_array_equal(means, np.zeros((1, 4)))
+    np.testing.assert_array_equal(eigenvalues, np.ones((1, 4)))
+    np.testing.assert_array_equal(vecs, np.eye(4)[None])
+
+
+def test_estimator_without_training_scores_the_reference_mixture():
+    # A learning rate of 1e-12 leaves the zero-initialized correction at ~0,
+    # so the returned density is the BIC mixture smoothed at the chosen
+    # time, mixed with the broad N(0, I) part, on the data's scale.
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(-2, 0.5, (150, 2)), rng.normal(2, 1.0, (150, 2))]) * 3 + 1
+    est = BootstrappedScoreEstimator(
+        hidden_layer_sizes=(8,), max_iter=2, learning_rate=1e-12, early_stopping=False,
+        column_transform="standardize", smoothing=0.05, n_steps=48, n_networks=1, random_state=0,
+    ).fit(X)
+    Z = (X - est.mean_) / est.scale_
+    covs = est.reference_eigenvectors_ @ (
+        est.reference_eigenvalues_[:, :, None] * est.reference_eigenvectors_.transpose(0, 2, 1))
+    smoothed = covs + np.expm1(2 * 0.05) * np.eye(2)
+    gm = GaussianMixture(len(covs), covariance_type="full")
+    gm.weights_, gm.means_, gm.covariances_ = est.reference_weights_, est.reference_means_, smoothed
+    gm.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(smoothed))
+    broad = -0.5 * (Z**2).sum(1) - np.log(2 * np.pi)
+    truth = np.logaddexp(np.log(0.99) + gm.score_samples(Z), np.log(0.01) + broad)
+    truth -= np.log(est.scale_).sum()
+    np.testing.assert_allclose(est.score_samples(X), truth, atol=2e-2)
+
+
+def test_mixture_reference_round_trips_through_persistence(tmp_path):
+    from sklearn_diffusion import persistence
+
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(-2, 0.5, (200, 3)), rng.normal(2, 1.0, (200, 3))])
+    est = BootstrappedScoreEstimator(hidden_layer_sizes=(16,), max_iter=200, n_steps=8,
+                                     random_state=0).fit(X)
+    assert isinstance(est.model_, MixtureReference) and len(est.reference_weights_) > 1
+    persistence.save(est, tmp_path / "ref.pt")
+    loaded = persistence.load(tmp_path / "ref.pt")
+    assert loaded.reference_alone_ == est.reference_alone_
+    np.testing.assert_array_equal(loaded.score_samples(X[:10]), est.score_samples(X[:10]))
+
+
+class _SpoiledCorrection(BootstrappedScoreEstimator):
+    # The fitted correction replaced by large random output weights: a
+    # trained model that is far worse than the reference alone.
+    def _fit_model(self, Z, Z_val, device, seed):
+        result = super()._fit_model(Z, Z_val, device, seed)
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for layer in result.model.modules():
+                if isinstance(layer, ScoreMLP):
+                    layer.output.weight.copy_(3 * torch.randn(layer.output.weight.shape, generator=g))
+        return result
+
+
+def test_reference_alone_is_kept_when_it_scores_better_on_held_out_rows():
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(-2, 0.5, (500, 2)), rng.normal(2, 1.0, (500, 2))])
+    kw = dict(hidden_layer_sizes=(16,), max_iter=100, n_steps=8, n_networks=1,
+              column_transform="standardize", random_state=0)
+    spoiled = _SpoiledCorrection(**kw).fit(X)
+    assert spoiled.reference_alone_
+    assert all(float(layer.output.weight.abs().max()) == 0.0
+               for layer in spoiled.model_.modules() if isinstance(layer, ScoreMLP))
+    # Held-out scores of the reference alone: a 2-D two-blob law, about -3 nats.
+    assert spoiled.smoothing_scores_[np.isfinite(spoiled.smoothing_scores_)].max() > -4
+    # The N(0, I) reference alone is never a candidate.
+    assert not _SpoiledCorrection(reference="normal", **kw).fit(X).reference_alone_
