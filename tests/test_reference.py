@@ -168,3 +168,38 @@ def test_reference_alone_is_kept_when_it_scores_better_on_held_out_rows():
     assert spoiled.smoothing_scores_[np.isfinite(spoiled.smoothing_scores_)].max() > -4
     # The N(0, I) reference alone is never a candidate.
     assert not _SpoiledCorrection(reference="normal", **kw).fit(X).reference_alone_
+
+
+def _choice(X, **kw):
+    # The column map is chosen before training: a single step is enough.
+    return BootstrappedScoreEstimator(hidden_layer_sizes=(8,), max_iter=1, n_networks=1,
+                                      n_steps=4, random_state=0, **kw).fit(X)
+
+
+def test_auto_column_transform_follows_the_held_out_mixture_likelihood():
+    rng = np.random.default_rng(0)
+    # Bounded, flat columns: a Gaussian mixture fits them badly until they are Gaussianized.
+    assert _choice(rng.uniform(size=(600, 3))).column_transform_ == "gaussianize"
+    # A correlated two-component mixture on its own scale: the column maps only bend it.
+    cov = np.array([[1.0, 0.9], [0.9, 1.0]])
+    X = np.concatenate([rng.multivariate_normal([-3, 3], cov, 300),
+                        rng.multivariate_normal([3, -1], cov, 300)])
+    est = _choice(X)
+    assert est.column_transform_ == "standardize"
+    assert not hasattr(est, "x_knots_")
+    assert len(est.reference_weights_) == 2
+
+
+def test_auto_column_transform_without_held_out_rows_gaussianizes():
+    X = np.random.default_rng(0).normal(size=(100, 2))  # 10 held-out rows: too few to judge
+    assert _choice(X).column_transform_ == "gaussianize"
+    assert _choice(X, early_stopping=False).column_transform_ == "gaussianize"
+
+
+def test_refit_with_standardized_columns_drops_the_column_maps():
+    X = np.random.default_rng(0).uniform(size=(300, 2))
+    est = _choice(X, column_transform="gaussianize")
+    assert est.column_transform_ == "gaussianize" and hasattr(est, "x_knots_")
+    est.set_params(column_transform="standardize").fit(X)
+    assert est.column_transform_ == "standardize" and not hasattr(est, "x_knots_")
+    assert np.isfinite(est.score_samples(X[:5])).all()
