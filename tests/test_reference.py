@@ -123,7 +123,8 @@ def test_estimator_without_training_scores_the_reference_mixture():
     gm.weights_, gm.means_, gm.covariances_ = est.reference_weights_, est.reference_means_, smoothed
     gm.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(smoothed))
     broad = -0.5 * (Z**2).sum(1) - np.log(2 * np.pi)
-    truth = np.logaddexp(np.log(0.99) + gm.score_samples(Z), np.log(0.01) + broad)
+    w = est._broad_weight
+    truth = np.logaddexp(np.log1p(-w) + gm.score_samples(Z), np.log(w) + broad)
     truth -= np.log(est.scale_).sum()
     np.testing.assert_allclose(est.score_samples(X), truth, atol=2e-2)
 
