@@ -17,19 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _density_suite import load_suite  # noqa: E402
 
-from sklearn_diffusion.reference import fit_reference_mixture  # noqa: E402
+from sklearn_diffusion.reference import fit_reference_mixture, mixture_log_density  # noqa: E402
 from sklearn_diffusion.marginals import fit_gaussianizer, gaussianize  # noqa: E402
-
-LOG_2PI = np.log(2 * np.pi)
-
-
-def mixture_log_density(Z, weights, means, eigenvalues, eigenvectors):
-    proj = np.einsum("nd,kde->nke", Z, eigenvectors) - np.einsum("kd,kde->ke", means, eigenvectors)
-    comp = -0.5 * ((proj**2 / eigenvalues).sum(2) + np.log(eigenvalues).sum(1) + Z.shape[1] * LOG_2PI)
-    comp = comp + np.log(weights)
-    top = comp.max(1, keepdims=True)
-    return (top + np.log(np.exp(comp - top).sum(1, keepdims=True)))[:, 0]
-
 
 def spaces(X_train):
     mean, scale = X_train.mean(0), X_train.std(0)
