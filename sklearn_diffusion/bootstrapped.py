@@ -285,7 +285,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         "n_networks": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def _fit_model(self, Z, Z_val, device, seed):
+    def _fit_model(self, Z, Z_val, device, seed, observed=None, observed_val=None):
         probe_rng = np.random.default_rng(seed)
         self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, Z.shape[1]))
         seeds = [seed] + [int(s) for s in probe_rng.integers(_MAX_SEED, size=self.n_networks - 1)]
@@ -306,9 +306,11 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
             )).to(device)
             validation = None
             if Z_val is not None:
-                validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator)
+                validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator,
+                                            observed=observed_val)
             results.append(fit_noise_model(
-                network, Z, generator=generator, validation=validation, **self._training_kwargs()
+                network, Z, generator=generator, observed=observed, validation=validation,
+                **self._training_kwargs()
             ))
         if len(results) == 1:
             return results[0]

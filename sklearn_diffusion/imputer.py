@@ -36,8 +36,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         :class:`BootstrappedScoreEstimator` or
         :class:`LocalizedDiffusionEstimator` (images, chains). It is cloned in
         ``fit``. None means ``BootstrappedScoreEstimator(n_networks=1,
-        max_iter=1500, reference="normal", column_transform="gaussianize")``:
-        one network and fewer steps than the density estimator's defaults,
+        max_iter=1500)``: one network and fewer steps than the density estimator's defaults,
         so that fitting 1,000 rows takes tens of seconds on two CPU cores
         (the settings of ``benchmarks/results/impute.md``).
     sample_posterior : bool, default=False
@@ -115,10 +114,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     }
 
     #: Settings of the default estimator (see ``estimator``).
-    # The settings benchmarks/impute.py measured (before the reference
-    # mixture and the automatic column map, which are not measured there).
-    _default_settings = {"n_networks": 1, "max_iter": 1500, "reference": "normal",
-                         "column_transform": "gaussianize"}
+    _default_settings = {"n_networks": 1, "max_iter": 1500}
 
     #: Incomplete rows per call of ``sample_conditional``: bounds the memory
     #: of the ``n_samples`` draws of a chunk.

@@ -391,6 +391,9 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    # Not yet measured for the local sub-models.
+    _imputation_rounds = 0
+
     def _fit_model(self, Z, Z_val, device, seed):
         Z_np = Z.cpu().numpy()
         Z_val_np = None if Z_val is None else Z_val.cpu().numpy()

@@ -41,12 +41,15 @@ class TrainingResult(NamedTuple):
     best_iter: int
 
 
-def validation_set(X, t_min, t_max, *, generator, min_size=2048):
+def validation_set(X, t_min, t_max, *, generator, min_size=2048, observed=None):
     """Fixed noised copies ``(x0, t, z)`` of held-out rows for a stable DSM loss.
 
     Rows are repeated until there are at least ``min_size`` triples, so the
     validation loss of a few rows is not dominated by the noise draws; the
-    draws are made once, so every check compares like with like.
+    draws are made once, so every check compares like with like. With
+    ``observed`` (the 0/1 mask of observed entries of rows whose missing
+    entries ``X`` holds filled in, see :func:`fit_noise_model`), the mask is
+    repeated alike and returned fourth.
 
     Examples
     --------
@@ -61,6 +64,8 @@ def validation_set(X, t_min, t_max, *, generator, min_size=2048):
     x0 = X.repeat(repeats, 1)
     t = sample_times(x0.shape[0], t_min, t_max, generator=generator, device=X.device)
     z = torch.randn(x0.shape, generator=generator, device=X.device)
+    if observed is not None:
+        return x0, t, z, observed.repeat(repeats, 1)
     return x0, t, z
 
 
@@ -138,6 +143,7 @@ def fit_noise_model(
     grad_clip=1.0,
     columns=None,
     missing_fill="mean",
+    observed=None,
     validation=None,
     n_iter_no_change=10,
     tol=1e-4,
@@ -188,9 +194,14 @@ def fit_noise_model(
         ``"mean"``, the column mean (0 on standardized columns, MissDiff's
         choice); ``"noise"``, a fresh standard normal draw at every step (a
         draw of a standardized, Gaussianized column's marginal).
-    validation : tuple ``(x0, t, z)`` or None
+    observed : Tensor of shape (n, d), default=None
+        0/1 mask of the observed entries when ``X``'s missing entries are
+        already filled in (finite), for example by conditional draws of an
+        earlier fit: the loss skips them as it skips NaN, but the network's
+        input there is ``X``'s value (``missing_fill`` is then unused).
+    validation : tuple ``(x0, t, z)``, ``(x0, t, z, observed)`` or None
         Held-out triples from :func:`validation_set` (NaN in ``x0`` marks
-        missing entries, as in ``X``). When given, the DSM loss
+        missing entries, as in ``X``, or the fourth item does). When given, the DSM loss
         of the weight average on them is measured every ``check_every`` steps,
         training stops after ``n_iter_no_change`` checks without an
         improvement of at least ``tol``, and the best weights are kept.
@@ -229,8 +240,15 @@ def fit_noise_model(
     """
     n, device = X.shape[0], X.device
     batch_size = min(batch_size, n)
-    X, observed = _split_missing(X)
-    if validation is not None:
+    filled = observed is not None
+    if filled:
+        observed = observed.to(X.dtype)
+    else:
+        X, observed = _split_missing(X)
+    if validation is not None and len(validation) == 4:
+        *validation, val_observed = validation
+        val_observed = val_observed.to(X.dtype)
+    elif validation is not None:
         val_x0, val_observed = _split_missing(validation[0])
         validation = (val_x0, *validation[1:])
     network.train()
@@ -253,7 +271,7 @@ def fit_noise_model(
         mask = None if observed is None else observed[idx]
         t = sample_times(batch_size, t_min, t_max, generator=generator, device=device)
         noise1 = torch.randn(x0.shape, generator=generator, device=device)
-        if mask is not None and missing_fill == "noise":
+        if mask is not None and missing_fill == "noise" and not filled:
             fill = torch.randn(x0.shape, generator=generator, device=device)
             x0 = torch.where(mask > 0, x0, fill)
         if step < first_bootstrap:

@@ -133,6 +133,72 @@ def test_complete_data_fits_as_before():
     np.testing.assert_array_equal(a.loss_curve_, b.loss_curve_)
 
 
+def test_filled_inputs_with_a_mask_train_like_nan():
+    # A NaN entry is held at 0 and skipped by the loss; the same rows filled
+    # with 0 and given the mask must train identically, validation included.
+    from sklearn_diffusion.networks import ScoreMLP
+    from sklearn_diffusion.training import fit_noise_model, validation_set
+
+    X = torch.as_tensor(_with_holes(_gaussian_rows(64), 0.3), dtype=torch.float32)
+    observed = ~torch.isnan(X)
+
+    def fit(rows, mask):
+        validation = validation_set(rows[:16], 1e-3, 5.0, generator=torch.Generator().manual_seed(1),
+                                    min_size=32, observed=None if mask is None else mask[:16])
+        network = ScoreMLP(2, (8,), generator=torch.Generator().manual_seed(2))
+        return fit_noise_model(network, rows, max_iter=30, batch_size=16,
+                               learning_rate=1e-3, t_min=1e-3, t_max=5.0, observed=mask,
+                               generator=torch.Generator().manual_seed(0),
+                               validation=validation, check_every=10)
+
+    with_nan, filled = fit(X, None), fit(torch.nan_to_num(X), observed)
+    np.testing.assert_array_equal(with_nan.loss_curve, filled.loss_curve)
+    np.testing.assert_array_equal(with_nan.validation_curve, filled.validation_curve)
+    # Other fills change the inputs, not which entries the loss counts.
+    other = fit(torch.where(observed, X, 3.0), observed)
+    assert not np.array_equal(other.loss_curve, filled.loss_curve)
+
+
+def test_incomplete_fit_retrains_on_its_own_conditional_draws(monkeypatch):
+    from sklearn_diffusion import bootstrapped
+
+    calls = []
+    original = bootstrapped.fit_noise_model
+
+    def spy(network, X, **kwargs):
+        calls.append((X.clone(), kwargs.get("observed")))
+        return original(network, X, **kwargs)
+
+    monkeypatch.setattr(bootstrapped, "fit_noise_model", spy)
+    X = _with_holes(_gaussian_rows(200), 0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = BootstrappedScoreEstimator(**FAST).fit(X)
+    assert len(calls) == 2
+    (first, no_mask), (second, mask) = calls
+    assert no_mask is None and torch.isnan(first).any()
+    # The refit sees finite draws at the missing entries and the observed
+    # entries unchanged, and its loss skips the drawn ones.
+    assert torch.isfinite(second).all()
+    np.testing.assert_array_equal(mask.numpy() > 0, ~torch.isnan(first).numpy())
+    np.testing.assert_array_equal(second[mask > 0].numpy(), first[mask > 0].numpy())
+    assert second[mask == 0].std() > 0.1
+    # Complete rows train once.
+    calls.clear()
+    BootstrappedScoreEstimator(**FAST).fit(_gaussian_rows(100))
+    assert len(calls) == 1 and calls[0][1] is None
+    assert np.all(np.isfinite(est.sample(3, random_state=0)))
+
+
+def test_early_stopping_ignores_held_out_entries_beyond_the_training_range():
+    from sklearn_diffusion._base import _clip_to_training_range
+
+    Z = np.array([[0.0, -1.0], [2.0, np.nan], [1.0, 1.0]])
+    Z_val = np.array([[27.0, np.nan], [-3.0, 0.5]])
+    np.testing.assert_array_equal(_clip_to_training_range(Z_val, Z), [[2.0, np.nan], [0.0, 0.5]])
+    assert _clip_to_training_range(None, Z) is None
+
+
 def test_score_samples_on_nan_is_a_clear_error():
     est = BootstrappedScoreEstimator(**FAST).fit(_gaussian_rows(100))
     with pytest.raises(ValueError, match="marginal"):
