@@ -35,13 +35,16 @@ __all__ = ["LocalizedDiffusionEstimator"]
 
 
 def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shared, seed, device,
-               training_kwargs, global_part=None):
+               training_kwargs, global_part=None, observed=None, observed_val=None):
     """Fit the sub-models of one block on its columns; the joblib worker.
 
     ``Z`` (n, h) and ``Z_val`` (n_val, h) or None hold the block's columns
     (core and halo), ``windows`` (b, k) and ``core`` (b,) index into them.
     ``global_part``, the principal directions and their variances, makes a
-    hybrid model (then the block is every coordinate).
+    hybrid model (then the block is every coordinate). ``observed`` and
+    ``observed_val``, boolean masks like ``Z`` and ``Z_val``, mark the
+    observed entries when the missing ones are filled in (see
+    :func:`~sklearn_diffusion.training.fit_noise_model`).
     Returns the CPU state dict and the curves, so any backend can ship it.
     """
     device = torch.device(device)
@@ -60,10 +63,12 @@ def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shar
         validation = validation_set(
             to_tensor(Z_val, device), training_kwargs["t_min"], training_kwargs["t_max"],
             generator=generator,
+            observed=None if observed_val is None else to_tensor(observed_val, device),
         )
     result = fit_noise_model(
         network, to_tensor(Z, device), generator=generator,
-        columns=torch.as_tensor(core, device=device), validation=validation, **training_kwargs,
+        columns=torch.as_tensor(core, device=device), validation=validation,
+        observed=None if observed is None else to_tensor(observed, device), **training_kwargs,
     )
     state = {name: value.cpu() for name, value in result.model.state_dict().items()}
     return state, result.loss_curve, result.validation_curve, result.best_iter
@@ -391,12 +396,10 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    # Not yet measured for the local sub-models.
-    _imputation_rounds = 0
-
-    def _fit_model(self, Z, Z_val, device, seed):
+    def _fit_model(self, Z, Z_val, device, seed, observed=None, observed_val=None):
         Z_np = Z.cpu().numpy()
         Z_val_np = None if Z_val is None else Z_val.cpu().numpy()
+        masks = [None if m is None else m.cpu().numpy() > 0 for m in (observed, observed_val)]
         d = Z_np.shape[1]
         # A missing entry (NaN) counts as the column mean (0 in model space)
         # in the learned graph: under MCAR that shrinks every correlation by
@@ -414,7 +417,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
                 self.__dict__.pop(name, None)
         n_blocks = self._n_blocks(d)
         self.blocks_ = np.array_split(np.arange(d), n_blocks)
-        outputs = self._train_blocks(Z_np, Z_val_np, range(n_blocks), device, seed)
+        outputs = self._train_blocks(Z_np, Z_val_np, range(n_blocks), device, seed, *masks)
         states, curves, val_curves, best_iters = zip(*outputs)
 
         model = self._empty_model()
@@ -431,13 +434,14 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
             int(max(best_iters)),
         )
 
-    def _train_blocks(self, Z, Z_val, which, device, seed):
+    def _train_blocks(self, Z, Z_val, which, device, seed, observed=None, observed_val=None):
         """Train the blocks ``which`` (indices into ``blocks_``) on the model-space rows.
 
         ``Z`` (n, d) and ``Z_val`` (n_val, d) or None are numpy arrays. Every
         block's seed is drawn from ``seed`` by its index before dispatch, so
         the model depends neither on ``n_jobs`` nor on which blocks are
-        trained (what :meth:`refit_features` relies on).
+        trained (what :meth:`refit_features` relies on). ``observed`` and
+        ``observed_val`` are the masks of :func:`_fit_block`, for all columns.
         """
         windows, centre_slot = local_windows(
             self.locality, self.distances_, self.radius, shared=self.shared
@@ -458,6 +462,8 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
                     seed=int(seeds[b]), device=str(device),
                     training_kwargs={**training_kwargs, "description": f"block {b}"},
                     global_part=global_part,
+                    observed=None if observed is None else observed[:, halo],
+                    observed_val=None if observed_val is None else observed_val[:, halo],
                 )
             )
         # CUDA cannot be used in forked workers: blocks share the device through threads.
