@@ -382,7 +382,10 @@ class BaseDiffusionEstimator(DensityMixin, BaseEstimator):
             marks a missing entry: the standardization and the column maps
             are fitted on the observed entries of each column, and the loss
             on the observed entries of each row (see
-            :func:`~sklearn_diffusion.training.fit_noise_model`). A row with
+            :func:`~sklearn_diffusion.training.fit_noise_model`); the model
+            is then fitted once more with the missing inputs filled by its
+            own conditional draws, the loss still on the observed entries
+            (one round of stochastic EM; user guide, "Missing values"). A row with
             every entry missing carries nothing and is ignored, with a
             warning that counts such rows.
         y : None
