@@ -18,8 +18,9 @@ rows, in train and test alike (a sensor down for a while); ``block``: for the
 Methods: mean (``SimpleImputer``), ``KNNImputer`` (5 neighbours),
 ``IterativeImputer`` (default BayesianRidge), ``IterativeImputer`` with
 ``ExtraTreesRegressor`` (MissForest-like; 20 trees and 5 rounds to keep the
-run short), and ``DiffusionImputer`` (the library's default estimator;
-the 8x8 lattice uses ``LocalizedDiffusionEstimator(locality=(8, 8), radius=2,
+run short), hyperimpute when ``results/impute_hyperimpute.json`` holds its
+cells (``impute_hyperimpute.py``, run in its own environment), and
+``DiffusionImputer`` (the library's default estimator; the 8x8 lattice uses ``LocalizedDiffusionEstimator(locality=(8, 8), radius=2,
 max_iter=1500)``). For the diffusion
 imputer one call draws 20 conditional samples per row: their mean is the
 fill (what ``DiffusionImputer(n_samples=20)`` returns) and their 5% and 95%
@@ -34,8 +35,9 @@ wine, breast_cancer, digits (64 columns, and as an 8x8 lattice), and the
 normal rows of two ADBench sets (magic.gamma, pendigits).
 
 Run ``python benchmarks/impute.py`` from the repository root (``--quick``:
-three data sets, MCAR 30% and dropout). Writes ``benchmarks/results/impute.json``
-and ``.md``.
+three data sets, MCAR 30% and dropout; ``--merge-only``: re-rank the last
+run's rows with hyperimpute's, without refitting). Writes
+``benchmarks/results/impute.json`` and ``.md``.
 """
 
 import argparse
@@ -309,7 +311,11 @@ def main():
         "conditional draws (DiffusionImputer's sample_posterior draws), which even exact "
         f"posterior draws fill only 81.7% of the time; coverage90 min-max: inside [min, max] "
         f"of the {N_DRAWS} draws, the order-statistic 90% interval (exact draws: "
-        f"{(N_DRAWS - 1) / (N_DRAWS + 1):.3f}).",
+        f"{(N_DRAWS - 1) / (N_DRAWS + 1):.3f})."
+        + (" hyperimpute (from results/impute_hyperimpute.json, run in its own environment by "
+           "impute_hyperimpute.py) fills the test rows by fit_transform on the training and "
+           "test rows stacked: its transform refits on whatever rows it is given."
+           if hyper.exists() else ""),
         "",
         markdown(table, ["data", "pattern", *methods, "coverage90", "coverage90 min-max",
                          "diffusion s",

@@ -80,9 +80,10 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     only, and a missing input holds the column mean (0 in the model's space)
     before the forward noising; the fit is then repeated once with the
     missing inputs filled by the first fit's conditional draws (one round of
-    stochastic EM; mean RMSE rank 2.14 to 1.73 on ``benchmarks/impute.py``
-    together with the estimator's default reference mixture and column map,
-    ``benchmarks/results/impute_refit.md``). Conditional draws replace the observed
+    stochastic EM). With the estimator's default reference mixture and
+    column map, that took the mean RMSE rank among the five methods of
+    ``benchmarks/impute.py`` from 2.14 to 1.73
+    (``benchmarks/results/impute_refit.md``). Conditional draws replace the observed
     coordinates by forward-noised copies of their values at every step of
     an ancestral reverse-time sampler and correct the denoised guess of the
     missing ones by its error on the observed ones (reconstruction
