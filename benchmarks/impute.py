@@ -20,9 +20,9 @@ Methods: mean (``SimpleImputer``), ``KNNImputer`` (5 neighbours),
 ``ExtraTreesRegressor`` (MissForest-like; 20 trees and 5 rounds to keep the
 run short), hyperimpute when ``results/impute_hyperimpute.json`` holds its
 cells (``impute_hyperimpute.py``, run in its own environment), and
-``DiffusionImputer`` (the library's default estimator; the 8x8 lattice uses ``LocalizedDiffusionEstimator(locality=(8, 8), radius=2,
-max_iter=1500)``). For the diffusion
-imputer one call draws 20 conditional samples per row: their mean is the
+``DiffusionImputer`` (the library's default estimator; the 8x8 lattice uses
+``LocalizedDiffusionEstimator(locality=(8, 8), radius=2, max_iter=1500)``).
+For the diffusion imputer one call draws 20 conditional samples per row: their mean is the
 fill (what ``DiffusionImputer(n_samples=20)`` returns) and their 5% and 95%
 quantiles give the 90% interval whose coverage of the true values is
 reported (the ``sample_posterior=True`` draws); that rule holds only 81.7%

@@ -36,8 +36,8 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         :class:`BootstrappedScoreEstimator` or
         :class:`LocalizedDiffusionEstimator` (images, chains). It is cloned in
         ``fit``. None means ``BootstrappedScoreEstimator(n_networks=1,
-        max_iter=1500)``: one network and fewer steps than the density estimator's defaults,
-        so that fitting 1,000 rows takes tens of seconds on two CPU cores
+        max_iter=1500)``: one network and fewer steps than the density
+        estimator's defaults, so that fitting 1,000 rows takes tens of seconds on two CPU cores
         (the settings of ``benchmarks/results/impute.md``).
     sample_posterior : bool, default=False
         Fill with one conditional draw instead of the mean of ``n_samples``.
@@ -83,8 +83,8 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     stochastic EM). With the estimator's default reference mixture and
     column map, that took the mean RMSE rank among the five methods of
     ``benchmarks/impute.py`` from 2.14 to 1.73
-    (``benchmarks/results/impute_refit.md``). Conditional draws replace the observed
-    coordinates by forward-noised copies of their values at every step of
+    (``benchmarks/results/impute_refit.md``). Conditional draws replace the
+    observed coordinates by forward-noised copies of their values at every step of
     an ancestral reverse-time sampler and correct the denoised guess of the
     missing ones by its error on the observed ones (reconstruction
     guidance); see :func:`sklearn_diffusion.sampling.conditional_sde`.

@@ -201,8 +201,8 @@ def fit_noise_model(
         input there is ``X``'s value (``missing_fill`` is then unused).
     validation : tuple ``(x0, t, z)``, ``(x0, t, z, observed)`` or None
         Held-out triples from :func:`validation_set` (NaN in ``x0`` marks
-        missing entries, as in ``X``, or the fourth item does). When given, the DSM loss
-        of the weight average on them is measured every ``check_every`` steps,
+        missing entries, as in ``X``, or the fourth item does). When given,
+        the DSM loss of the weight average on them is measured every ``check_every`` steps,
         training stops after ``n_iter_no_change`` checks without an
         improvement of at least ``tol``, and the best weights are kept.
     n_iter_no_change : int

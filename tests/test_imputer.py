@@ -143,8 +143,9 @@ def test_filled_inputs_with_a_mask_train_like_nan():
     observed = ~torch.isnan(X)
 
     def fit(rows, mask):
-        validation = validation_set(rows[:16], 1e-3, 5.0, generator=torch.Generator().manual_seed(1),
-                                    min_size=32, observed=None if mask is None else mask[:16])
+        validation = validation_set(rows[:16], 1e-3, 5.0,
+                                    generator=torch.Generator().manual_seed(1), min_size=32,
+                                    observed=None if mask is None else mask[:16])
         network = ScoreMLP(2, (8,), generator=torch.Generator().manual_seed(2))
         return fit_noise_model(network, rows, max_iter=30, batch_size=16,
                                learning_rate=1e-3, t_min=1e-3, t_max=5.0, observed=mask,
