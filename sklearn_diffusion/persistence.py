@@ -15,11 +15,21 @@ are set, each with the type and shape it must have, and the network is laid
 out on PyTorch's ``meta`` device (no memory) and compared with the stored
 tensors before anything is allocated. Any mismatch is one ``ValueError``
 naming the file and what is wrong.
+
+The file is a fixed header, the SHA-256 digest of the rest of the file, and
+the payload that ``torch.save`` writes. The digest sits outside the bytes it
+covers, so one changed byte anywhere (header, digest, tensors, strings, the
+archive's padding) or a truncation is refused before the payload is even
+parsed: values that pass every check above but differ from the saved ones
+cannot load. The digest guards against corruption and accidental edits, not
+against an author who recomputes it; safety against a malicious file comes
+from the restricted unpickler and the checks.
 """
 
+import hashlib
 import io
 import math
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +42,11 @@ from .outlier import DiffusionOutlierDetector
 
 __all__ = ["save", "load"]
 
-_FORMAT = 1
+_FORMAT = 2
+_HEADER = f"sklearn_diffusion estimator file, format {_FORMAT}\n".encode()
+_DIGEST_SIZE = hashlib.sha256().digest_size
+# Format 1 was a bare torch.save archive, which is a zip file.
+_ZIP_MAGIC = b"PK\x03\x04"
 _MODELS = {cls.__name__: cls for cls in (BootstrappedScoreEstimator, LocalizedDiffusionEstimator)}
 # Wrappers hold one fitted diffusion estimator in ``estimator_``.
 _WRAPPERS = {cls.__name__: cls for cls in (DiffusionOutlierDetector, DiffusionImputer)}
@@ -113,6 +127,15 @@ def _encode(value):
         return value.item()
     if isinstance(value, torch.device):
         return str(value)
+    if isinstance(value, np.random.RandomState):
+        # Its full state, so a loaded estimator continues the same stream.
+        state = value.get_state(legacy=False)
+        if state["bit_generator"] != "MT19937":
+            raise TypeError(f"cannot save a RandomState on {state['bit_generator']}; "
+                            f"use an int seed or np.random.RandomState(seed)")
+        keys = torch.from_numpy(state["state"]["key"].astype(np.int64))
+        return {"__random_state__": ["MT19937", keys, int(state["state"]["pos"]),
+                                     int(state["has_gauss"]), float(state["gauss"])]}
     if type(value).__name__ in _MODELS:
         # An unfitted estimator given as a parameter (the detector's).
         return {"__estimator__": type(value).__name__, "params": _encode_params(value)}
@@ -122,14 +145,7 @@ def _encode(value):
 
 
 def _encode_params(estimator):
-    params = estimator.get_params(deep=False)
-    seed = params.get("random_state")
-    if isinstance(seed, Integral) and not isinstance(seed, bool):
-        params["random_state"] = int(seed)
-    elif seed is not None:
-        # A RandomState instance only seeds fit; it is not saved.
-        params["random_state"] = None
-    return {key: _encode(value) for key, value in params.items()}
+    return {key: _encode(value) for key, value in estimator.get_params(deep=False).items()}
 
 
 def _decode(value):
@@ -142,12 +158,30 @@ def _decode(value):
             return tuple(_decode(v) for v in value["__tuple__"])
         if set(value) == {"__estimator__", "params"} and value["__estimator__"] in _MODELS:
             return _build(value["__estimator__"], value["params"])
+        if set(value) == {"__random_state__"}:
+            return _random_state(value["__random_state__"])
         raise _Malformed(f"a value is a dict with unexpected keys {sorted(map(str, value))}")
     if isinstance(value, list):
         return [_decode(v) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise _Malformed(f"a value of type {type(value).__name__} where a plain value belongs")
+
+
+def _random_state(state):
+    """A RandomState from what :func:`_encode` stored, or :class:`_Malformed`."""
+    ok = (
+        isinstance(state, list) and len(state) == 5 and state[0] == "MT19937"
+        and isinstance(state[1], torch.Tensor) and state[1].dtype == torch.int64
+        and state[1].shape == (624,) and bool(((state[1] >= 0) & (state[1] < 2**32)).all())
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in state[2:4])
+        and 0 <= state[2] <= 624 and state[3] in (0, 1) and isinstance(state[4], float)
+    )
+    if not ok:
+        raise _Malformed("a random_state is not a valid MT19937 state")
+    random_state = np.random.RandomState()
+    random_state.set_state((state[0], state[1].numpy().astype(np.uint32), *state[2:]))
+    return random_state
 
 
 def _payload(estimator):
@@ -184,8 +218,10 @@ def save(estimator, path):
     estimator : BootstrappedScoreEstimator, LocalizedDiffusionEstimator, \
             DiffusionOutlierDetector or DiffusionImputer
         A fitted estimator; a detector or an imputer must wrap one of the two
-        diffusion estimators. A ``random_state`` that is not an int or None is saved
-        as None (it only seeds ``fit``).
+        diffusion estimators. A ``random_state`` given as a ``RandomState``
+        is saved with its full current state: the loaded estimator draws the
+        numbers the original would draw next (two estimators sharing one
+        ``RandomState`` load with a copy each).
     path : str or path-like
         Destination file.
 
@@ -210,7 +246,47 @@ def save(estimator, path):
         raise TypeError(f"save supports {sorted(_CLASSES)}, not {name}.")
     if not hasattr(estimator, "n_features_in_"):
         raise ValueError(f"This {name} instance is not fitted yet; fit it before saving.")
-    torch.save(_payload(estimator), Path(path))
+    _write(_payload(estimator), path)
+
+
+def _write(payload, path):
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    body = buffer.getvalue()
+    digest = hashlib.sha256(_HEADER + body).digest()
+    Path(path).write_bytes(_HEADER + digest + body)
+
+
+def _read(path):
+    """The payload of the file at ``path``, verified against its digest."""
+    path = Path(path)
+    data = path.read_bytes()  # a missing file is a FileNotFoundError, as for open()
+    if data.startswith(_ZIP_MAGIC):
+        raise ValueError(
+            f"{path} has no integrity digest: it was written by sklearn_diffusion's "
+            f"earlier format 1 (or is another zip file). Such files are refused because a "
+            f"changed value in them cannot be detected; load it with the version that "
+            f"saved it and save it again with this one."
+        )
+    if not data.startswith(_HEADER):
+        raise ValueError(
+            f"{path} is not a file written by sklearn_diffusion.persistence.save "
+            f"(it lacks the header {_HEADER!r}, or the header is damaged)."
+        )
+    digest = data[len(_HEADER):len(_HEADER) + _DIGEST_SIZE]
+    body = data[len(_HEADER) + _DIGEST_SIZE:]
+    if hashlib.sha256(_HEADER + body).digest() != digest:
+        raise ValueError(
+            f"{path} is corrupted or was modified after it was saved: its SHA-256 digest "
+            f"does not match its content ({len(data)} bytes); save the estimator again."
+        )
+    try:
+        return torch.load(io.BytesIO(body), map_location="cpu", weights_only=True)
+    except Exception as exc:  # the unpickler's many errors all mean "not our format"
+        raise ValueError(
+            f"{path} is not a file written by sklearn_diffusion.persistence.save "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
 
 
 def load(path):
@@ -229,9 +305,14 @@ def load(path):
     Raises
     ------
     ValueError
-        When the file is not one written by :func:`save`, or its content is
-        inconsistent (wrong keys, types, shapes, or non-finite weights). The
-        message names the file and the problem.
+        When the file is not one written by :func:`save`; when it differs in
+        any byte from what :func:`save` wrote, or is truncated (its SHA-256
+        digest does not match); or when its content is inconsistent (wrong
+        keys, types, shapes, or non-finite weights). The message names the
+        file and the problem. Files of format 1 (before the digest) are
+        refused rather than loaded unchecked: the digest is what makes a
+        loaded model the saved one, and this young library prefers asking to
+        re-save (with the version that wrote them) over loading them silently.
 
     Examples
     --------
@@ -246,14 +327,7 @@ def load(path):
     ValueError: .../notes.txt is not a file written by sklearn_diffusion.persistence.save ...
     """
     path = Path(path)
-    data = path.read_bytes()  # a missing file is a FileNotFoundError, as for open()
-    try:
-        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # the unpickler's many errors all mean "not our format"
-        raise ValueError(
-            f"{path} is not a file written by sklearn_diffusion.persistence.save "
-            f"({type(exc).__name__}: {str(exc)[:200]})"
-        ) from None
+    payload = _read(path)
     try:
         return _restore(payload)
     except _Malformed as exc:
@@ -277,7 +351,7 @@ def _build(name, params):
 
 def _restore(payload):
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise _Malformed("it holds no payload of format 1")
+        raise _Malformed(f"it holds no payload of format {_FORMAT}")
     name = payload.get("class")
     if name not in _CLASSES:
         raise _Malformed(f"unknown class {name!r}")

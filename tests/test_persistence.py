@@ -1,5 +1,6 @@
 """Saving and loading without pickle, and the public API's documentation."""
 
+import io
 import pickle
 import re
 import warnings
@@ -11,7 +12,7 @@ import torch
 
 import sklearn_diffusion
 from sklearn_diffusion import BootstrappedScoreEstimator, LocalizedDiffusionEstimator
-from sklearn_diffusion.persistence import load, save
+from sklearn_diffusion.persistence import _DIGEST_SIZE, _HEADER, _read, _write, load, save
 
 X = np.cumsum(np.random.default_rng(0).normal(size=(120, 5)), axis=1)
 
@@ -40,8 +41,10 @@ def test_save_load_round_trip(estimator, tmp_path):
 def test_the_file_holds_no_code(tmp_path):
     est = BootstrappedScoreEstimator(hidden_layer_sizes=(8,), max_iter=10, random_state=0).fit(X)
     save(est, tmp_path / "model.skd")
-    # The restricted unpickler accepts it: only tensors and plain containers.
-    payload = torch.load(tmp_path / "model.skd", weights_only=True)
+    # The restricted unpickler accepts what follows the header and the
+    # digest: only tensors and plain containers.
+    body = (tmp_path / "model.skd").read_bytes()[len(_HEADER) + _DIGEST_SIZE:]
+    payload = torch.load(io.BytesIO(body), weights_only=True)
     assert payload["class"] == "BootstrappedScoreEstimator"
     # A pickle of the estimator is refused by the same loader.
     (tmp_path / "model.pkl").write_bytes(pickle.dumps(est))
@@ -113,7 +116,7 @@ def test_integer_seed_types_survive(tmp_path):
 def payload(tmp_path_factory):
     path = tmp_path_factory.mktemp("good") / "model.skd"
     save(BootstrappedScoreEstimator(**SMALL).fit(X), path)
-    return torch.load(path, weights_only=True)
+    return _read(path)
 
 
 def _edit(payload, change):
@@ -153,6 +156,12 @@ MALFORMED = {
     "a huge network": lambda p: p["params"].update(hidden_layer_sizes={"__tuple__": [10_000_000]}),
     "an unknown class": lambda p: p.update({"class": "os.system"}),
     "invalid parameters": lambda p: p["params"].update(learning_rate=-1.0),
+    "a short random state": lambda p: p["params"].update(
+        random_state={"__random_state__": ["MT19937", torch.zeros(3, dtype=torch.int64), 0, 0, 0.0]}
+    ),
+    "a random state out of range": lambda p: p["params"].update(
+        random_state={"__random_state__": ["MT19937", torch.full((624,), 2**32), 0, 0, 0.0]}
+    ),
 }
 
 
@@ -163,6 +172,73 @@ def test_malformed_files_are_one_clear_error(case, payload, tmp_path):
     if isinstance(content, bytes):
         path.write_bytes(content)
     else:
-        torch.save(_edit(payload, content) if callable(content) else content, path)
+        # Sealed with a valid digest, so the checks behind it are what refuses.
+        _write(_edit(payload, content) if callable(content) else content, path)
     with pytest.raises(ValueError, match=re.escape(str(path))):
         load(path)
+
+
+# ------------------------------------------------- integrity, random states
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("small") / "model.skd"
+    tiny = dict(hidden_layer_sizes=(4,), max_iter=5, n_steps=4, random_state=0)
+    save(BootstrappedScoreEstimator(**tiny).fit(X[:40, :2]), path)
+    return path.read_bytes()
+
+
+def test_every_flipped_byte_is_refused(small_file, tmp_path):
+    # 200 positions from the first byte to the last: header, digest, the
+    # archive's records and padding, tensors and strings.
+    positions = np.unique(np.linspace(0, len(small_file) - 1, 200).astype(int))
+    masks = np.random.default_rng(0).integers(1, 256, len(positions))
+    path = tmp_path / "flipped.skd"
+    for position, mask in zip(positions, masks):
+        data = bytearray(small_file)
+        data[position] ^= int(mask)
+        path.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match="corrupted or was modified|not a file written"):
+            load(path)
+
+
+@pytest.mark.parametrize("keep", [1, len(_HEADER), len(_HEADER) + _DIGEST_SIZE, 0.5, -1])
+def test_a_truncated_file_is_refused(keep, small_file, tmp_path):
+    keep = int(len(small_file) * keep) if isinstance(keep, float) else keep
+    path = tmp_path / "truncated.skd"
+    data = small_file[:keep]
+    path.write_bytes(data)
+    # Past the header it is the digest that refuses, before the payload is parsed.
+    reason = "not a file written" if len(data) < len(_HEADER) else "corrupted or was modified"
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + reason):
+        load(path)
+
+
+def test_a_format_1_file_is_refused_with_advice(payload, tmp_path):
+    # Format 1 was the payload as torch.save writes it, without a digest.
+    path = tmp_path / "old.skd"
+    torch.save({**payload, "format": 1}, path)
+    with pytest.raises(ValueError, match="no integrity digest.*save it again"):
+        load(path)
+
+
+def test_a_random_state_instance_continues_its_stream(tmp_path):
+    from sklearn_diffusion import DiffusionImputer
+
+    holes = X.copy()
+    holes[::4, 1] = np.nan
+    imputer = DiffusionImputer(BootstrappedScoreEstimator(**SMALL), n_samples=2,
+                               random_state=np.random.RandomState(0)).fit(holes)
+    imputer.transform(holes[:8])  # the saved state is mid-stream, not the seed's
+    save(imputer, tmp_path / "imputer.skd")
+    loaded = load(tmp_path / "imputer.skd")
+    assert isinstance(loaded.random_state, np.random.RandomState)
+    for _ in range(2):
+        np.testing.assert_array_equal(loaded.transform(holes[:8]), imputer.transform(holes[:8]))
+
+
+def test_an_estimator_random_state_instance_survives(tmp_path):
+    est = BootstrappedScoreEstimator(**{**SMALL, "random_state": np.random.RandomState(3)}).fit(X)
+    save(est, tmp_path / "model.skd")
+    loaded = load(tmp_path / "model.skd").random_state
+    for got, want in zip(loaded.get_state(), est.random_state.get_state()):
+        np.testing.assert_array_equal(got, want)
