@@ -3,10 +3,17 @@
 Nothing here knows about scikit-learn or about diffusion.
 """
 
+import copy
+import io
+import warnings
+
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "make_generator", "to_tensor", "chunks", "map_chunks", "DTYPE"]
+__all__ = [
+    "resolve_device", "inference_device", "model_on", "make_generator", "to_tensor", "chunks",
+    "map_chunks", "map_rows", "TorchPickleMixin", "DTYPE",
+]
 
 #: Compute dtype of every torch computation in the library.
 DTYPE = torch.float32
@@ -39,6 +46,45 @@ def resolve_device(device):
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={str(device)!r} was requested but CUDA is not available.")
     return device
+
+
+def inference_device(device):
+    """The device a model fitted on ``device`` (a string) computes on now.
+
+    A model fitted on a GPU and loaded on a machine without one falls back
+    to the CPU, with a warning.
+
+    Examples
+    --------
+    >>> from sklearn_diffusion._utils import inference_device
+    >>> inference_device("cpu")
+    device(type='cpu')
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        warnings.warn(
+            f"The model was fitted on {device}, which is not available; using the CPU.",
+            RuntimeWarning,
+        )
+        return torch.device("cpu")
+    return device
+
+
+def model_on(model, device):
+    """``model`` on ``device``: itself on the CPU, a copy elsewhere.
+
+    ``nn.Module.to`` moves in place, and fitted models stay on the CPU (so
+    ``clone``, pickling and CPU-only machines work).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion._utils import model_on
+    >>> layer = torch.nn.Linear(2, 2)
+    >>> model_on(layer, torch.device("cpu")) is layer
+    True
+    """
+    return model if torch.device(device).type == "cpu" else copy.deepcopy(model).to(device)
 
 
 def make_generator(seed, device="cpu"):
@@ -112,3 +158,59 @@ def map_chunks(fn, x, chunk_size):
             part = torch.cat([part, part.new_zeros((pad, *part.shape[1:]))])
         out.append(fn(part)[:n])
     return torch.cat(out)
+
+
+def map_rows(fn, X, chunk_size):
+    """``fn(rows) -> (rows,)`` over bounded pieces of the numpy array ``X`` (n, d), concatenated.
+
+    Pieces hold at least ``chunk_size`` rows and about 2**21 numbers, so the
+    model-space copy, the float32 tensor and the outputs of a piece are all
+    that is held at once beside ``X``: peak memory does not grow with n.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion._utils import map_rows
+    >>> map_rows(lambda rows: rows.sum(axis=1), np.ones((5, 2)), chunk_size=2).tolist()
+    [2.0, 2.0, 2.0, 2.0, 2.0]
+    """
+    step = max(chunk_size, 2**21 // X.shape[1])
+    return np.concatenate([fn(X[rows]) for rows in chunks(len(X), step)])
+
+
+class TorchPickleMixin:
+    """Pickles a fitted ``model_`` (a torch module) as bytes that load on any machine.
+
+    Weights saved from any device land on the CPU on load (``map_location``,
+    as skorch does), so a model fitted on a GPU loads on a machine without one.
+
+    Examples
+    --------
+    >>> import pickle, torch
+    >>> from sklearn_diffusion._utils import TorchPickleMixin
+    >>> class Holder(TorchPickleMixin):
+    ...     pass
+    >>> h = Holder()
+    >>> h.model_ = torch.nn.Linear(2, 1)
+    >>> type(pickle.loads(pickle.dumps(h)).model_).__name__
+    'Linear'
+    """
+
+    def __getstate__(self):
+        parent = getattr(super(), "__getstate__", None)
+        state = parent() if parent is not None else dict(self.__dict__)
+        if "model_" in state:
+            buffer = io.BytesIO()
+            torch.save(state["model_"], buffer)
+            state = {**state, "model_": buffer.getvalue()}
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("model_"), bytes):
+            buffer = io.BytesIO(state["model_"])
+            state = {**state, "model_": torch.load(buffer, map_location="cpu", weights_only=False)}
+        parent = getattr(super(), "__setstate__", None)
+        if parent is not None:
+            parent(state)
+        else:
+            self.__dict__.update(state)

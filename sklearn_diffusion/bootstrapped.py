@@ -7,8 +7,9 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import _MAX_SEED, BaseDiffusionEstimator
+from ._base import BaseDiffusionEstimator
 from ._utils import make_generator
+from ._validation import MAX_SEED
 from .likelihood import hutchinson_divergence
 from .networks import MixtureReference, ScoreEnsemble, ScoreMLP
 from .reference import fit_reference_mixture, standard_normal_reference
@@ -285,15 +286,14 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         "n_networks": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def _fit_model(self, Z, Z_val, device, seed, observed=None, observed_val=None):
+    def _fit_model(self, Z, Z_val, device, seed, *, observed=None, observed_val=None,
+                   reference=None):
         probe_rng = np.random.default_rng(seed)
         self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, Z.shape[1]))
-        seeds = [seed] + [int(s) for s in probe_rng.integers(_MAX_SEED, size=self.n_networks - 1)]
+        seeds = [seed] + [int(s) for s in probe_rng.integers(MAX_SEED, size=self.n_networks - 1)]
         if self.reference == "normal":
             reference = standard_normal_reference(Z.shape[1])
-        elif self._reference_fit is not None:  # fitted to choose the column map
-            reference = self._reference_fit
-        else:
+        elif reference is None:  # else fitted on Z to choose the column map
             reference = fit_reference_mixture(Z.cpu().numpy().astype(np.float64), seed)
         (self.reference_weights_, self.reference_means_, self.reference_eigenvalues_,
          self.reference_eigenvectors_) = reference

@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _MAX_SEED, atomic_fit
+from ._validation import MAX_SEED, atomic_fit
 from ._utils import chunks
 from .bootstrapped import BootstrappedScoreEstimator
 
@@ -161,7 +161,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         else:
             estimator = clone(self.estimator)
         if self.random_state is not None and estimator.get_params().get("random_state", 0) is None:
-            seed = int(check_random_state(self.random_state).randint(_MAX_SEED))
+            seed = int(check_random_state(self.random_state).randint(MAX_SEED))
             estimator.set_params(random_state=seed)
         self.estimator_ = estimator.fit(X)
         return self
@@ -186,7 +186,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                           ensure_all_finite="allow-nan").astype(np.float64)
         # The seed is drawn once per call and shared by every chunk: each
         # row's draws are keyed by its own content (see sample_conditional).
-        seed = int(check_random_state(self.random_state).randint(_MAX_SEED))
+        seed = int(check_random_state(self.random_state).randint(MAX_SEED))
         missing = np.isnan(X)
         rows = np.flatnonzero(missing.any(axis=1))
         n_draws = 1 if self.sample_posterior else self.n_samples

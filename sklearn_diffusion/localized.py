@@ -3,97 +3,26 @@
 from numbers import Integral, Real
 
 import numpy as np
-import torch
 from sklearn.base import _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import (
-    _MAX_SEED,
-    BaseDiffusionEstimator,
-    _complete_rows,
-    _observed_location_scale,
-    _observed_rows,
-    atomic_fit,
-)
-from ._utils import make_generator, resolve_device, to_tensor
+from ._base import BaseDiffusionEstimator
+from ._blocks import stack_states, train_blocks
+from ._model_space import ColumnMap, complete_rows
+from ._utils import resolve_device
+from ._validation import atomic_fit
 from .hybrid import hybrid_model, principal_directions
 from .localization import (
     LocalNoiseModel,
-    block_view,
     coordinate_distances,
     local_score_divergence,
     local_windows,
     neighbourhoods,
 )
-from .marginals import fit_gaussianizer, gaussianize
-from .training import TrainingResult, average_curves, fit_noise_model, validation_set
+from .training import TrainingResult, average_curves
 
 __all__ = ["LocalizedDiffusionEstimator"]
-
-
-def _fit_block(Z, Z_val, windows, core, centre_slot, *, hidden_layer_sizes, shared, seed, device,
-               training_kwargs, global_part=None, observed=None, observed_val=None):
-    """Fit the sub-models of one block on its columns; the joblib worker.
-
-    ``Z`` (n, h) and ``Z_val`` (n_val, h) or None hold the block's columns
-    (core and halo), ``windows`` (b, k) and ``core`` (b,) index into them.
-    ``global_part``, the principal directions and their variances, makes a
-    hybrid model (then the block is every coordinate). ``observed`` and
-    ``observed_val``, boolean masks like ``Z`` and ``Z_val``, mark the
-    observed entries when the missing ones are filled in (see
-    :func:`~sklearn_diffusion.training.fit_noise_model`).
-    Returns the CPU state dict and the curves, so any backend can ship it.
-    """
-    device = torch.device(device)
-    if global_part is None:
-        network = LocalNoiseModel(
-            windows, core, centre_slot, Z.shape[1], hidden_layer_sizes, shared,
-            generator=make_generator(seed),
-        )
-    else:
-        network = hybrid_model(windows, centre_slot, Z.shape[1], hidden_layer_sizes, shared,
-                               *global_part, generator=make_generator(seed))
-    network = network.to(device)
-    generator = make_generator(seed, device)
-    validation = None
-    if Z_val is not None:
-        validation = validation_set(
-            to_tensor(Z_val, device), training_kwargs["t_min"], training_kwargs["t_max"],
-            generator=generator,
-            observed=None if observed_val is None else to_tensor(observed_val, device),
-        )
-    result = fit_noise_model(
-        network, to_tensor(Z, device), generator=generator,
-        columns=torch.as_tensor(core, device=device), validation=validation,
-        observed=None if observed is None else to_tensor(observed, device), **training_kwargs,
-    )
-    state = {name: value.cpu() for name, value in result.model.state_dict().items()}
-    return state, result.loss_curve, result.validation_curve, result.best_iter
-
-
-def _match_knot_count(x_knots, z_knots, k):
-    """Column maps (m, k0) laid out on ``k`` knots each, the same piecewise-linear maps.
-
-    Thinned evenly (ends kept) as :func:`~sklearn_diffusion.marginals.fit_gaussianizer`
-    does when there are more; midpoints inserted in the widest gaps when
-    there are fewer, which leaves each map and its end slopes unchanged.
-    """
-    x_out, z_out = [], []
-    for x, z in zip(x_knots, z_knots):
-        if len(x) >= k:
-            keep = np.unique(np.linspace(0, len(x) - 1, k).round().astype(int))
-            x, z = x[keep], z[keep]
-        while len(x) < k:
-            gaps = np.argsort(-np.diff(x), kind="stable")[: k - len(x)]
-            mid = (x[gaps] + x[gaps + 1]) / 2
-            z = np.insert(z, gaps + 1, np.interp(mid, x, z))
-            x = np.insert(x, gaps + 1, mid)
-        x_out.append(x)
-        z_out.append(z)
-    return np.stack(x_out), np.stack(z_out)
 
 
 class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
@@ -396,7 +325,8 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit_model(self, Z, Z_val, device, seed, observed=None, observed_val=None):
+    def _fit_model(self, Z, Z_val, device, seed, *, observed=None, observed_val=None,
+                   reference=None):
         Z_np = Z.cpu().numpy()
         Z_val_np = None if Z_val is None else Z_val.cpu().numpy()
         masks = [None if m is None else m.cpu().numpy() > 0 for m in (observed, observed_val)]
@@ -417,58 +347,20 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
                 self.__dict__.pop(name, None)
         n_blocks = self._n_blocks(d)
         self.blocks_ = np.array_split(np.arange(d), n_blocks)
-        outputs = self._train_blocks(Z_np, Z_val_np, range(n_blocks), device, seed, *masks)
-        states, curves, val_curves, best_iters = zip(*outputs)
+        outputs = train_blocks(self, Z_np, Z_val_np, range(n_blocks), device, seed, *masks)
+        return self._assemble(outputs, range(n_blocks), device)
 
-        model = self._empty_model()
-        state = model.state_dict()
-        for name, _ in model.named_parameters():
-            # Stacked weights of the blocks, in coordinate order.
-            state[name] = torch.cat([s[name] for s in states])
-        model.load_state_dict(state)
-        sizes = [len(block) for block in self.blocks_]
+    def _assemble(self, outputs, which, device, base=None):
+        """The trained blocks ``which`` stacked into one model, with their averaged curves."""
+        states, curves, val_curves, best_iters = zip(*outputs)
+        model = stack_states(self._empty_model(), states, self.blocks_, which, self.shared, base)
+        sizes = [len(self.blocks_[b]) for b in which]
         return TrainingResult(
             model.to(device).eval(),
             average_curves(curves, sizes),
             average_curves(val_curves, sizes),
             int(max(best_iters)),
         )
-
-    def _train_blocks(self, Z, Z_val, which, device, seed, observed=None, observed_val=None):
-        """Train the blocks ``which`` (indices into ``blocks_``) on the model-space rows.
-
-        ``Z`` (n, d) and ``Z_val`` (n_val, d) or None are numpy arrays. Every
-        block's seed is drawn from ``seed`` by its index before dispatch, so
-        the model depends neither on ``n_jobs`` nor on which blocks are
-        trained (what :meth:`refit_features` relies on). ``observed`` and
-        ``observed_val`` are the masks of :func:`_fit_block`, for all columns.
-        """
-        windows, centre_slot = local_windows(
-            self.locality, self.distances_, self.radius, shared=self.shared
-        )
-        seeds = np.random.RandomState(seed).randint(_MAX_SEED, size=len(self.blocks_))
-        training_kwargs = self._training_kwargs()
-        hidden = tuple(self.hidden_layer_sizes)
-        global_part = None
-        if hasattr(self, "global_components_"):
-            global_part = (self.global_components_, self.global_variances_)
-        jobs = []
-        for b in which:
-            halo, local, core = block_view(windows, self.blocks_[b])
-            jobs.append(
-                delayed(_fit_block)(
-                    Z[:, halo], None if Z_val is None else Z_val[:, halo], local, core,
-                    centre_slot, hidden_layer_sizes=hidden, shared=self.shared,
-                    seed=int(seeds[b]), device=str(device),
-                    training_kwargs={**training_kwargs, "description": f"block {b}"},
-                    global_part=global_part,
-                    observed=None if observed is None else observed[:, halo],
-                    observed_val=None if observed_val is None else observed_val[:, halo],
-                )
-            )
-        # CUDA cannot be used in forked workers: blocks share the device through threads.
-        backend = {"require": "sharedmem"} if device.type == "cuda" else {}
-        return Parallel(n_jobs=self.n_jobs, **backend)(jobs)
 
     @_fit_context(prefer_skip_nested_validation=True)
     @atomic_fit
@@ -563,56 +455,21 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
                 "radius, shared, block_size, hidden_layer_sizes or column_transform changed "
                 "since fit; call fit instead."
             )
-        # The same steps and random draws as fit, so a re-trained block sees
-        # exactly the rows, seed and held-out split a full fit would give it.
-        X = _observed_rows(X.astype(np.float64, copy=False))
-        mean, scale = _observed_location_scale(X)
-        self.mean_, self.scale_ = self.mean_.copy(), self.scale_.copy()
-        self.mean_[changed], self.scale_[changed] = mean[changed], scale[changed]
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(_MAX_SEED, size=2)[0])
+        # fit's own preprocessing, for the changed columns only: a re-trained
+        # block sees exactly the rows, seed and held-out split a full fit gives it.
+        prep = self._prepare(X, previous=ColumnMap.of(self), columns=changed)
+        prep.column_map.set_on(self)
         device = resolve_device(self.device)
         self.device_ = str(device)
-        Z = (X - self.mean_) / self.scale_
-        n_val = int(self.validation_fraction * len(Z)) if self.early_stopping else 0
-        order = rng.permutation(len(Z))
-        Z_val, Z = (Z[order[:n_val]], Z[order[n_val:]]) if n_val > 0 else (None, Z)
-        if self.column_transform == "gaussianize":
-            knots = fit_gaussianizer(Z[:, changed], generator=make_generator(seed))
-            x_new, z_new = _match_knot_count(*knots[:2], self.x_knots_.shape[1])
-            self.x_knots_, self.z_knots_ = self.x_knots_.copy(), self.z_knots_.copy()
-            self.column_bandwidth_ = self.column_bandwidth_.copy()
-            self.column_normal_weight_ = self.column_normal_weight_.copy()
-            self.x_knots_[changed], self.z_knots_[changed] = x_new, z_new
-            self.column_bandwidth_[changed], self.column_normal_weight_[changed] = knots[2:]
-            Z = gaussianize(Z, self.x_knots_, self.z_knots_)[0]
-            if Z_val is not None:
-                Z_val = gaussianize(Z_val, self.x_knots_, self.z_knots_)[0]
-        self._warn_if_near_discrete(Z[:, changed])
         touched = np.isin(windows, changed)
         which = [b for b, block in enumerate(self.blocks_) if touched[block].any()]
-        outputs = self._train_blocks(Z, Z_val, which, device, seed)
-        states, curves, val_curves, best_iters = zip(*outputs)
+        outputs = train_blocks(self, prep.Z, prep.Z_val, which, device, prep.seed)
         # A new module, not an in-place edit: the previous model_ stays intact
         # until the end, so a failure leaves it as it was.
-        model = self._empty_model()
-        state = {name: value.clone() for name, value in self.model_.state_dict().items()}
-        for b, block_state in zip(which, states):
-            # Stacked weights in coordinate order; one network in all when shared.
-            rows = slice(None) if self.shared else slice(
-                int(self.blocks_[b][0]), int(self.blocks_[b][-1]) + 1
-            )
-            for name, _ in model.named_parameters():
-                state[name][rows] = block_state[name]
-        model.load_state_dict(state)
-        self.model_ = model.eval()
-        self._check_trained(np.nan_to_num(Z))
-        sizes = [len(self.blocks_[b]) for b in which]
-        self.loss_curve_ = average_curves(curves, sizes)
-        self.validation_loss_curve_ = average_curves(val_curves, sizes)
-        self.n_iter_ = len(self.loss_curve_)
-        self.best_iter_ = int(max(best_iters))
-        self.smoothing_, self.smoothing_scores_ = self._select_smoothing(_complete_rows(Z_val))
+        result = self._assemble(outputs, which, "cpu", base=self.model_.state_dict())
+        self.model_ = result.model
+        self._record(result, prep)
+        self.smoothing_, self.smoothing_scores_ = self._select_smoothing(complete_rows(prep.Z_val))
         return self
 
     def _feature_indices(self, features):

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["fit_gaussianizer", "gaussianize", "degaussianize"]
+__all__ = ["fit_gaussianizer", "gaussianize", "degaussianize", "resample_knots"]
 
 #: Candidate kernel bandwidths, in standard deviations of the column:
 #: ``2^(-k/2)`` from 1 down to about 1e-3. Each halves the squared bandwidth,
@@ -245,3 +245,34 @@ def degaussianize(Z, x_knots, z_knots):
     [0.5, 2.0]
     """
     return _piecewise_linear(Z, z_knots, x_knots)[0]
+
+
+def resample_knots(x_knots, z_knots, k):
+    """Column maps (m, k0) laid out on ``k`` knots each, the same piecewise-linear maps.
+
+    Thinned evenly (ends kept) as :func:`fit_gaussianizer` does when there
+    are more; midpoints inserted in the widest gaps when there are fewer,
+    which leaves each map and its end slopes unchanged. Lets the maps of a
+    few refitted columns join the others' arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion.marginals import resample_knots
+    >>> x, z = resample_knots(np.array([[0.0, 2.0]]), np.array([[0.0, 4.0]]), 3)
+    >>> x.tolist(), z.tolist()
+    ([[0.0, 1.0, 2.0]], [[0.0, 2.0, 4.0]])
+    """
+    x_out, z_out = [], []
+    for x, z in zip(x_knots, z_knots):
+        if len(x) >= k:
+            keep = np.unique(np.linspace(0, len(x) - 1, k).round().astype(int))
+            x, z = x[keep], z[keep]
+        while len(x) < k:
+            gaps = np.argsort(-np.diff(x), kind="stable")[: k - len(x)]
+            mid = (x[gaps] + x[gaps + 1]) / 2
+            z = np.insert(z, gaps + 1, np.interp(mid, x, z))
+            x = np.insert(x, gaps + 1, mid)
+        x_out.append(x)
+        z_out.append(z)
+    return np.stack(x_out), np.stack(z_out)

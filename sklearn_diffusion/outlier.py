@@ -9,7 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._base import _check_window, atomic_fit
+from ._validation import atomic_fit, check_noise_range
 from ._utils import chunks, to_tensor
 from .anomaly import anomaly_times, coordinate_score_norm, empirical_score_norm
 from .bootstrapped import BootstrappedScoreEstimator
@@ -212,9 +212,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         self : object
             The fitted detector.
         """
-        low, high = _check_window("noise_range", self.noise_range)
-        if low > high:
-            raise ValueError(f"noise_range must satisfy low <= high, got {self.noise_range!r}.")
+        check_noise_range(self.noise_range)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         if self.estimator is None:
             estimator = BootstrappedScoreEstimator(
@@ -239,7 +237,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
             if len(X) > self.max_reference:
                 rng = check_random_state(self.random_state)
                 keep = np.sort(rng.choice(len(X), self.max_reference, replace=False))
-            self.reference_ = self.estimator_._to_model_space(X[keep])[0]
+            self.reference_ = self.estimator_._scorer().column_map.forward(X[keep])[0]
         train_scores = self._raw_score_samples(X)
         if self.contamination == "auto":
             q1, q3 = np.percentile(train_scores, [25, 75])
@@ -258,16 +256,16 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         levels = {"n_levels": self.n_levels, "noise_range": tuple(self.noise_range)}
         if self.method_ != "hybrid":
             return -self.estimator_.anomaly_score(X, method=self.method_, **levels)
-        device = self.estimator_._inference_device()
-        reference = torch.from_numpy(self.estimator_._network_input(self.reference_)).to(device)
-        times = anomaly_times(self.n_levels, *self.noise_range, device=device)
+        scorer = self.estimator_._scorer()
+        reference = torch.from_numpy(np.clip(self.reference_, -scorer.far, scorer.far))
+        reference = reference.to(scorer.device)
+        times = anomaly_times(self.n_levels, *self.noise_range, device=scorer.device)
         tiny = np.finfo(np.float64).tiny
 
         def piece(rows):
             learned = self.estimator_.anomaly_score(rows, method="score_norm", **levels)
-            Z = self.estimator_._network_input(self.estimator_._to_model_space(rows)[0])
             memorized = empirical_score_norm(
-                torch.from_numpy(Z).to(device), reference, times,
+                torch.from_numpy(scorer.network_input(rows)).to(scorer.device), reference, times,
                 # One copy of a row among the reference rows is left out, so the
                 # training rows score like new rows (each would otherwise sit on
                 # its own kernel and look perfectly normal): the threshold set on
@@ -358,16 +356,15 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
                 "feature_scores needs a diffusion estimator (one with a score); "
                 f"{type(estimator).__name__} has none."
             )
-        device = estimator._inference_device()
-        score_fn = estimator._score_fn(estimator._model_on(device))
-        times = anomaly_times(self.n_levels, *self.noise_range, device=device)
+        scorer = estimator._scorer()
+        times = anomaly_times(self.n_levels, *self.noise_range, device=scorer.device)
 
         def piece(rows):
-            x = to_tensor(estimator._network_input(estimator._standardize(rows)[0]), device)
-            terms = coordinate_score_norm(score_fn, x, times, chunk_size=estimator._chunk_size)
+            x = to_tensor(scorer.network_input(rows), scorer.device)
+            terms = coordinate_score_norm(scorer.score_fn, x, times, chunk_size=scorer.chunk_size)
             return terms.cpu().numpy()
 
-        return estimator._map_rows(piece, X)
+        return scorer.map_rows(piece, X)
 
     def decision_function(self, X):
         """``score_samples(X) - offset_``: negative for outliers.

@@ -19,7 +19,8 @@ from .losses import bootstrap_loss, dsm_loss
 from .schedules import sample_times
 
 __all__ = [
-    "fit_noise_model", "validation_set", "average_curves", "TrainingDivergedError", "TrainingResult"
+    "fit_noise_model", "validation_set", "average_curves", "check_finite_model",
+    "TrainingDivergedError", "TrainingResult",
 ]
 
 
@@ -333,3 +334,42 @@ def fit_noise_model(
     return TrainingResult(
         ema, curve[:checked].cpu().numpy().astype(np.float64), np.asarray(val_curve), best_iter
     )
+
+
+def check_finite_model(model, Z, t_min, t_max):
+    """Raise :class:`TrainingDivergedError` unless ``model`` is finite on the rows ``Z``.
+
+    The loss is checked during training, but weights can still turn
+    non-finite in the last steps or in the kept average, or be finite yet so
+    large that the outputs overflow: the weights are checked, then the
+    outputs on the first 256 rows of ``Z`` (n, d, numpy, no NaN) at 8 times
+    log-spaced in ``[t_min, t_max]``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn_diffusion.networks import ScoreMLP
+    >>> from sklearn_diffusion.training import check_finite_model
+    >>> model = ScoreMLP(2, (8,))
+    >>> check_finite_model(model, np.zeros((4, 2)), 1e-3, 10.0)
+    >>> with torch.no_grad():
+    ...     _ = next(model.parameters()).fill_(float("nan"))
+    >>> check_finite_model(model, np.zeros((4, 2)), 1e-3, 10.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sklearn_diffusion.training.TrainingDivergedError: Training diverged: the network's weights ...
+    """
+    weights = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    outputs = weights
+    if weights:
+        x = torch.as_tensor(np.asarray(Z[:256]), dtype=torch.float32)
+        with torch.no_grad():
+            for t in np.geomspace(t_min, t_max, 8):
+                noise = model(x, torch.full((len(x),), t, dtype=x.dtype))
+                outputs = outputs and bool(torch.isfinite(noise).all())
+    if not outputs:
+        part = "weights" if not weights else "outputs on the training rows"
+        raise TrainingDivergedError(
+            f"Training diverged: the network's {part} are not finite. "
+            "Try a smaller learning_rate or loss='dsm'."
+        )

@@ -192,7 +192,7 @@ def test_incomplete_fit_retrains_on_its_own_conditional_draws(monkeypatch):
 
 
 def test_early_stopping_ignores_held_out_entries_beyond_the_training_range():
-    from sklearn_diffusion._base import _clip_to_training_range
+    from sklearn_diffusion._model_space import clip_to_training_range as _clip_to_training_range
 
     Z = np.array([[0.0, -1.0], [2.0, np.nan], [1.0, 1.0]])
     Z_val = np.array([[27.0, np.nan], [-3.0, 0.5]])

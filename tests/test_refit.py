@@ -6,7 +6,8 @@ import torch
 from sklearn.base import clone
 
 from sklearn_diffusion import LocalizedDiffusionEstimator
-from sklearn_diffusion import localized as localized_module
+from sklearn_diffusion import _blocks as blocks_module
+from sklearn_diffusion.marginals import resample_knots
 
 # 12 coordinates on a chain in blocks of 4 at radius 1: block 0 holds 0-3
 # and reads 0-4, block 1 holds 4-7 and reads 3-8, block 2 holds 8-11 and reads 7-11.
@@ -123,7 +124,7 @@ def test_refit_is_atomic(fitted, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("worker died")
 
-    monkeypatch.setattr(localized_module, "_fit_block", broken)
+    monkeypatch.setattr(blocks_module, "fit_block", broken)
     with pytest.raises(RuntimeError, match="worker died"):
         est.refit_features(X_new, [1])
     assert vars(est).keys() == attributes.keys()
@@ -138,7 +139,7 @@ def test_knot_count_matching_keeps_the_map():
     z = np.array([[-2.0, 0.0, 1.0, 2.0]])
     grid = np.linspace(-1, 8, 50)
     for k in (3, 4, 7):
-        xk, zk = localized_module._match_knot_count(x, z, k)
+        xk, zk = resample_knots(x, z, k)
         assert xk.shape == (1, k) and np.all(np.diff(xk) > 0)
         if k >= 4:  # inserting knots leaves the map unchanged
             np.testing.assert_allclose(np.interp(grid, xk[0], zk[0]), np.interp(grid, x[0], z[0]))

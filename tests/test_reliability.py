@@ -48,8 +48,8 @@ def test_non_finite_weights_in_the_kept_model_raise(monkeypatch):
 
     real = bootstrapped.BootstrappedScoreEstimator._fit_model
 
-    def poisoned(self, *args):
-        result = real(self, *args)
+    def poisoned(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
         with torch.no_grad():
             next(result.model.parameters()).fill_(float("nan"))
         return result
