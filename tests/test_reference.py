@@ -146,8 +146,8 @@ def test_mixture_reference_round_trips_through_persistence(tmp_path):
 class _SpoiledCorrection(BootstrappedScoreEstimator):
     # The fitted correction replaced by large random output weights: a
     # trained model that is far worse than the reference alone.
-    def _fit_model(self, Z, Z_val, device, seed):
-        result = super()._fit_model(Z, Z_val, device, seed)
+    def _fit_model(self, Z, Z_val, device, seed, **kwargs):
+        result = super()._fit_model(Z, Z_val, device, seed, **kwargs)
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
             for layer in result.model.modules():
