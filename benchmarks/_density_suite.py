@@ -21,7 +21,6 @@ log-densities and a table of the suite.
 
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -32,11 +31,16 @@ from sklearn.decomposition import PCA
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-ADBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
+from _adbench import DATA as ADBENCH
+from _adbench import paths as adbench_paths
+
 ADBENCH_CAP = 2000
 MAX_DISTINCT = 50
 N_TRAIN, N_TEST = 2000, 5000
-QUICK = ("demo", "digits64", "wine", "gmm2d", "banana6", "uniform4", "ad_6_cardio")
+# density.py --quick: a scikit-learn set, the README demo, a curved synthetic
+# target with an exact density and an ADBench set, chosen cheap for the flows
+# (about 3 minutes on two quiet cores).
+QUICK = ("demo", "wine", "banana6", "ad_6_cardio")
 DEQUANTIZATION_RULE = (
     "Dequantization: a column with at most 50 distinct values gets U[0, step) noise, step = its "
     "smallest gap between distinct values, drawn once (seeded) and shared by every method; "
@@ -177,10 +181,6 @@ def _adbench_loader(path):
         )
 
     return loader
-
-
-def _adbench_paths():
-    return sorted(ADBENCH.glob("*.npz"), key=lambda p: int(p.stem.split("_")[0]))
 
 
 # --------------------------------------------------------------------------- synthetic targets
@@ -445,7 +445,7 @@ def _loaders():
         loaders[name] = _sklearn_loader(name, load)
     loaders.update({name: _synthetic_loader(name) for name in TARGETS})
     # ADBench last: the biggest sets, so a run cut short has covered the rest.
-    loaders.update({f"ad_{p.stem}": _adbench_loader(p) for p in _adbench_paths()})
+    loaders.update({f"ad_{p.stem}": _adbench_loader(p) for p in adbench_paths()})
     return loaders
 
 

@@ -3,114 +3,45 @@
 Protocol (``DESIGN.md`` section 5): for seed in 0, 1, 2, split the normal rows
 50/50 into train/test (train capped at 10,000 rows); test = held-out normals +
 all anomalies; ``StandardScaler`` fitted on train; fit on train; AUROC of the
-anomaly score (``-score_samples``) on test; mean over seeds. Peers are
-computed in the same run. Prints a markdown table (AUROC per data set, mean
-AUROC and mean rank per method, fit+score seconds per data set) and writes
-``benchmarks/results/adbench.json``.
+anomaly score (``-score_samples``) on test; mean over seeds (``_adbench.py``).
+Peers are computed in the same run (``_peers.py``). Prints a markdown table
+(AUROC per data set, mean AUROC and mean rank per method, fit+score seconds
+per data set) and writes ``benchmarks/results/<out>.{md,json}``.
 
 Run ``python benchmarks/adbench.py --n-jobs 2`` from the repository root
-(``--quick`` for a few data sets and one seed). ``--methods memorized kNN LOF
-IForest KDE GMM ECOD --output benchmarks/results/adbench_memorized.json``
-runs the ablation of the hybrid score's memorized half alone (no network).
+(about 13 minutes on the shared 2-core CPU; ``--quick`` for six data sets and
+seed 0). ``--methods memorized kNN LOF IForest KDE GMM ECOD --out
+adbench_memorized`` runs the ablation of the hybrid score's memorized half
+alone (no network). ``--merge`` keys a row by (data set, seed, method).
 """
 
-import argparse
 import json
 import os
+import shlex
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
-from sklearn.mixture import GaussianMixture
-from sklearn.neighbors import KernelDensity, LocalOutlierFactor, NearestNeighbors
-from sklearn.preprocessing import StandardScaler
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
-RESULTS = Path(__file__).resolve().parent / "results" / "adbench.json"
-SEEDS = (0, 1, 2)
+import _adbench
+import _cli
+import _report
+from _peers import ANOMALY_PEERS, anomaly_peer
+
 QUICK_SETS = ("14_glass", "4_breastw", "6_cardio", "38_thyroid", "31_satimage-2", "44_Wilt")
-TRAIN_CAP = 10_000
+METHODS = ("diffusion",) + ANOMALY_PEERS
 
 
-def split(X, y, seed):
-    """Train rows (normal only) and test rows/labels of one seed, standardized."""
-    rng = np.random.default_rng(seed)
-    normal = rng.permutation(np.flatnonzero(y == 0))
-    half = len(normal) // 2
-    train = normal[: min(half, TRAIN_CAP)]
-    test = np.concatenate([normal[half:], np.flatnonzero(y == 1)])
-    scaler = StandardScaler().fit(X[train])
-    return scaler.transform(X[train]), scaler.transform(X[test]), y[test]
+def make_method(name, seed, diffusion_params=None):
+    """An unfitted method (``fit``, ``score_samples``: higher is more normal) of one seed.
 
-
-class KNNDistance:
-    """Distance to the k-th nearest training row (higher is more abnormal)."""
-
-    def __init__(self, n_neighbors=5):
-        self.n_neighbors = n_neighbors
-
-    def fit(self, X):
-        self.nn_ = NearestNeighbors(n_neighbors=self.n_neighbors).fit(X)
-        return self
-
-    def score_samples(self, X):
-        return -self.nn_.kneighbors(X)[0][:, -1]
-
-
-class GaussianMixtureBIC:
-    """Gaussian mixture with the number of components (1, 2, 4, 8) chosen by BIC."""
-
-    def fit(self, X):
-        fits = [
-            GaussianMixture(k, random_state=0).fit(X) for k in (1, 2, 4, 8) if k <= len(X)
-        ]
-        self.gm_ = min(fits, key=lambda g: g.bic(X))
-        return self
-
-    def score_samples(self, X):
-        return self.gm_.score_samples(X)
-
-
-class ECODPeer:
-    """PyOD's ECOD, turned to scikit-learn's sign (higher is more normal)."""
-
-    def fit(self, X):
-        from pyod.models.ecod import ECOD
-
-        self.model_ = ECOD().fit(X)
-        return self
-
-    def score_samples(self, X):
-        return -self.model_.decision_function(X)
-
-
-class MemorizedScoreNorm:
-    """Ablation: the memorized half of the detector's hybrid score alone.
-
-    ``anomaly.empirical_score_norm`` over the detector's default levels, with
-    no network: the exact score of the noised training rows.
+    ``"diffusion"`` is ``DiffusionOutlierDetector`` (its defaults, or its
+    default estimator with ``diffusion_params`` overriding); any other name is
+    a peer of ``_peers.anomaly_peer``.
     """
-
-    def fit(self, X):
-        import torch
-
-        self.reference_ = torch.from_numpy(np.asarray(X, dtype=np.float64))
-        return self
-
-    def score_samples(self, X):
-        import torch
-
-        from sklearn_diffusion.anomaly import anomaly_times, empirical_score_norm
-
-        times = anomaly_times(16, 0.001, 1.0)
-        x = torch.from_numpy(np.asarray(X, dtype=np.float64))
-        return -empirical_score_norm(x, self.reference_, times).numpy()
-
-
-def make_method(name, seed, diffusion_params):
     from sklearn_diffusion import BootstrappedScoreEstimator, DiffusionOutlierDetector
     from sklearn_diffusion.outlier import DEFAULT_ESTIMATOR_PARAMS
 
@@ -125,24 +56,16 @@ def make_method(name, seed, diffusion_params):
         return DiffusionOutlierDetector(
             BootstrappedScoreEstimator(**est, random_state=seed), **det
         )
-    return {
-        "IForest": lambda: IsolationForest(random_state=seed),
-        "LOF": lambda: LocalOutlierFactor(novelty=True),
-        "kNN": lambda: KNNDistance(5),
-        "KDE": lambda: KernelDensity(bandwidth="scott"),
-        "GMM": GaussianMixtureBIC,
-        "ECOD": ECODPeer,
-        "memorized": MemorizedScoreNorm,
-    }[name]()
+    return anomaly_peer(name, seed)
 
 
-def run_one(path, seed, method, diffusion_params):
+def run_one(path, seed, method, diffusion_params, threads=1):
     """AUROC and fit+score seconds of one method on one data set and seed."""
     import torch
 
-    torch.set_num_threads(1)
-    data = np.load(path)
-    X_train, X_test, y_test = split(data["X"].astype(np.float64), data["y"].astype(int), seed)
+    torch.set_num_threads(threads)
+    X, y = _adbench.load(path.stem, path.parent)
+    X_train, X_test, y_test = _adbench.split(X, y, seed)
     start = time.perf_counter()
     model = make_method(method, seed, diffusion_params).fit(X_train)
     anomaly = -model.score_samples(X_test)
@@ -154,12 +77,21 @@ def run_one(path, seed, method, diffusion_params):
     return path.stem, seed, method, float(roc_auc_score(y_test, anomaly)), seconds
 
 
-def ranks(table, methods):
-    """Mean rank per method (1 = best AUROC; ties share the mean rank)."""
-    from scipy.stats import rankdata
+def aggregate(runs):
+    """Mean AUROC over seeds and summed seconds per (data set, method), the methods and seeds.
 
-    per_set = np.array([rankdata([-table[s][m] for m in methods]) for s in table])
-    return dict(zip(methods, per_set.mean(axis=0)))
+    A (data set, method) pair absent from ``runs`` is NaN.
+    """
+    methods = list(dict.fromkeys(r["method"] for r in runs))
+    names = sorted({r["data"] for r in runs}, key=lambda s: int(s.split("_")[0]))
+    auc, seconds = {}, {}
+    for r in runs:
+        auc.setdefault((r["data"], r["method"]), []).append(r["auroc"])
+        seconds[r["data"], r["method"]] = seconds.get((r["data"], r["method"]), 0.0) + r["seconds"]
+    table = {s: {m: float(np.mean(auc[s, m])) if (s, m) in auc else float("nan")
+                 for m in methods} for s in names}
+    times = {s: {m: seconds.get((s, m), float("nan")) for m in methods} for s in names}
+    return table, times, methods, sorted({r["seed"] for r in runs})
 
 
 def markdown(table, times, methods):
@@ -168,14 +100,14 @@ def markdown(table, times, methods):
     rule = "|---" * (len(methods) + 1) + "|"
     lines = ["AUROC (mean over seeds)", "", header, rule]
     for name in table:
-        best = max(table[name].values())
+        best = np.nanmax(list(table[name].values()))
         cells = [
             (f"**{table[name][m]:.3f}**" if table[name][m] == best else f"{table[name][m]:.3f}")
             for m in methods
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     means = {m: float(np.mean([table[s][m] for s in table])) for m in methods}
-    mean_rank = ranks(table, methods)
+    mean_rank = _report.ranks(table, methods)
     lines.append("| **mean AUROC** | " + " | ".join(f"{means[m]:.3f}" for m in methods) + " |")
     lines.append("| **mean rank** | " + " | ".join(f"{mean_rank[m]:.2f}" for m in methods) + " |")
     lines += ["", "fit+score seconds (sum over seeds)", "", header, rule]
@@ -183,37 +115,28 @@ def markdown(table, times, methods):
         lines.append(f"| {name} | " + " | ".join(f"{times[name][m]:.1f}" for m in methods) + " |")
     total = {m: sum(times[s][m] for s in times) for m in methods}
     lines.append("| **total** | " + " | ".join(f"{total[m]:.0f}" for m in methods) + " |")
-    return "\n".join(lines), means, {m: float(r) for m, r in mean_rank.items()}
+    return "\n".join(lines), means, mean_rank
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of .npz files")
-    parser.add_argument("--quick", action="store_true", help="6 data sets, seed 0 only")
+    parser = _cli.parser(__doc__, "adbench", quick="6 data sets, seed 0 only", threads=1,
+                         n_jobs=1)
+    parser.add_argument("--data", type=Path, default=_adbench.DATA, help="folder of .npz files")
     parser.add_argument("--sets", nargs="*", help="data set names (file stems) to run")
     parser.add_argument("--methods", nargs="*", help="methods to run (default: all)")
-    parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument(
         "--diffusion-params", type=json.loads, default=None,
         help='JSON overrides of the detector, e.g. \'{"max_iter": 1000}\' (for tuning)',
     )
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--table-from", type=Path, help="print the tables of a saved json and exit")
-    args = parser.parse_args(argv)
-    if args.table_from:
-        saved = json.loads(args.table_from.read_text())
-        methods = list(next(iter(saved["auroc"].values())))
-        print(markdown(saved["auroc"], saved["seconds"], methods)[0])
-        print(f"\nwall clock: {saved['wall_seconds'] / 60:.1f} min with n_jobs={saved['n_jobs']}")
-        return saved["auroc"]
+    args = _cli.parse(parser, argv)
 
-    paths = sorted(args.data.glob("*.npz"), key=lambda p: int(p.stem.split("_")[0]))
+    paths = _adbench.paths(args.data)
     if args.sets:
         paths = [p for p in paths if p.stem in args.sets]
     elif args.quick:
         paths = [p for p in paths if p.stem in QUICK_SETS]
-    seeds = SEEDS[:1] if args.quick else SEEDS
-    methods = args.methods or ["diffusion", "kNN", "LOF", "IForest", "KDE", "GMM", "ECOD"]
+    seeds = _adbench.SEEDS[:1] if args.quick else _adbench.SEEDS
+    methods = args.methods or list(METHODS)
     if "ECOD" in methods:
         try:
             import pyod  # noqa: F401
@@ -228,28 +151,31 @@ def main(argv=None):
     ]
     start = time.perf_counter()
     results = Parallel(n_jobs=args.n_jobs, verbose=5)(
-        delayed(run_one)(p, s, m, args.diffusion_params) for p, s, m in jobs
+        delayed(run_one)(p, s, m, args.diffusion_params, args.threads) for p, s, m in jobs
     )
     wall = time.perf_counter() - start
-    table, times = {}, {}
-    for name, _, method, auc, seconds in results:
-        table.setdefault(name, {}).setdefault(method, []).append(auc)
-        times.setdefault(name, {}).setdefault(method, 0.0)
-        times[name][method] += seconds
-    order = [p.stem for p in paths]
-    table = {s: {m: float(np.mean(table[s][m])) for m in methods} for s in order}
-    times = {s: times[s] for s in order}
+    runs = [dict(zip(("data", "seed", "method", "auroc", "seconds"), r)) for r in results]
+    if args.merge:
+        runs = _report.merge_rows(args.out, runs, ("data", "seed", "method"), field="runs")
+    table, times, methods, seeds = aggregate(runs)
     text, means, mean_rank = markdown(table, times, methods)
+    footer = f"wall clock: {wall / 60:.1f} min with n_jobs={args.n_jobs}; seeds {list(seeds)}"
+    if args.merge:
+        footer += " (the last run's wall clock; rows merged with --merge)"
     print(text)
-    print(f"\nwall clock: {wall / 60:.1f} min with n_jobs={args.n_jobs}; seeds {list(seeds)}")
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({
-        "seeds": list(seeds), "n_jobs": args.n_jobs, "wall_seconds": wall,
-        "diffusion_params": args.diffusion_params,
+    print(f"\n{footer}")
+    command = shlex.join(["python", f"benchmarks/adbench.py",
+                          *(sys.argv[1:] if argv is None else argv)])
+    md = (f"# ADBench: `{command}`\n\nAUROC of `-score_samples` on held-out normals and all "
+          f"anomalies (`_adbench.split`), peers in the same run; diffusion parameters "
+          f"{args.diffusion_params or 'default'}; {args.threads} torch thread(s) per job.\n\n"
+          f"{text}\n\n{footer}\n")
+    _report.write(args.out, {
+        "seeds": list(seeds), "n_jobs": args.n_jobs, "threads": args.threads,
+        "wall_seconds": wall, "diffusion_params": args.diffusion_params,
         "auroc": table, "seconds": times,
-        "mean_auroc": means, "mean_rank": mean_rank,
-        "runs": [dict(zip(("data", "seed", "method", "auroc", "seconds"), r)) for r in results],
-    }, indent=1))
+        "mean_auroc": means, "mean_rank": mean_rank, "runs": runs,
+    }, md)
     return table
 
 

@@ -36,10 +36,10 @@ training rows. Seeds: field 0, faults 1, models 0.
 Run ``OMP_NUM_THREADS=1 python benchmarks/attribution.py`` (about 6 minutes
 on 2 shared CPU cores; one torch thread avoids oversubscription when the
 machine is busy); ``--quick`` for a smoke run. The table is printed and written to
-``benchmarks/results/attribution.{md,json}``.
+``benchmarks/results/attribution.{md,json}``; ``--merge`` keys a row by
+(field, model, shift).
 """
 
-import argparse
 import time
 
 import numpy as np
@@ -49,8 +49,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
+import _cli
 from _fields import field_precision, field_sample
-from _report import RESULTS, markdown, write
+from _report import markdown, merge_rows, write
 from sklearn_diffusion import (
     BootstrappedScoreEstimator,
     DiffusionOutlierDetector,
@@ -91,11 +92,16 @@ def make_model(kind, locality, radius, max_iter, quick):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="100 steps, fewer rows")
+    parser = _cli.parser(__doc__, "attribution",
+                         quick="100 steps, 400 training and 100 test rows, (64, 64) global network")
     parser.add_argument("--fields", nargs="*", default=list(FIELDS))
     parser.add_argument("--models", nargs="*", default=["local", "global"])
-    args = parser.parse_args(argv)
+    args = _cli.parse(parser, argv)
+    with _cli.threads(args.threads):
+        run(args)
+
+
+def run(args):
     n_train, n_test = (400, 100) if args.quick else (1500, 300)
     d = 64
     rows, records = [], []
@@ -147,23 +153,22 @@ def main(argv=None):
                 print(markdown([row], list(row)).splitlines()[-1], flush=True)
         records.extend(r for r in rows if r["model"].startswith(("oracle", "marginal"))
                        and r["field"] == name)
+    if args.merge:
+        records = merge_rows(args.out, records, ("field", "model", "shift"))
     order = {"local": 0, "global": 1}
-    rows.sort(key=lambda r: (list(FIELDS).index(r["field"]), r["shift"],
-                             order.get(r["model"], 2), r["model"]))
+    rows = sorted(records, key=lambda r: (list(FIELDS).index(r["field"]), r["shift"],
+                                          order.get(r["model"], 2), r["model"]))
     columns = ["field", "shift", "model", "top1", "top3", "auroc", "knn", "iforest", "fit_s"]
     table = markdown(rows, columns)
     print("\n" + table)
     setup = (f"d = {d}, {n_train} training rows, {n_test} faulty and {n_test} clean test rows, "
              f"torch threads {torch.get_num_threads()}")
-    if not args.quick:
-        (RESULTS / "attribution.md").write_text(
-            "# Attribution benchmark (`benchmarks/attribution.py`)\n\n"
-            f"{setup}. `shift`: fault size in conditional standard deviations; `top1`/`top3`: "
-            "hit rates of `feature_scores` for the faulty coordinate; `auroc`: row AUROC of "
-            "the detector (`-score_samples`), `knn`/`iforest`: the peers on the same rows; "
-            "`fit_s`: detector fit seconds.\n\n" + table + "\n"
-        )
-        write("attribution", {"setup": setup, "rows": records})
+    write(args.out, {"setup": setup, "rows": records},
+          f"# Attribution benchmark (`benchmarks/attribution.py{' --quick' * args.quick}`)\n\n"
+          f"{setup}. `shift`: fault size in conditional standard deviations; `top1`/`top3`: "
+          "hit rates of `feature_scores` for the faulty coordinate; `auroc`: row AUROC of "
+          "the detector (`-score_samples`), `knn`/`iforest`: the peers on the same rows; "
+          "`fit_s`: detector fit seconds.\n\n" + table + "\n")
 
 
 if __name__ == "__main__":

@@ -12,17 +12,19 @@ number of steps (no early stopping). Reported, over seeds:
 * the gap between the exact and the model's held-out mean log-density (nats;
   the exact one is the target smoothed at the model's ``t_min``).
 
-Run: ``python benchmarks/bootstrap_vs_dsm.py [--quick] [--n-jobs N]``.
+Run: ``python benchmarks/bootstrap_vs_dsm.py --n-jobs 2`` (``--quick``: one
+seed, n = 1,000, 500 steps). Writes ``results/<out>.{md,json}``; ``--merge``
+keys a run by (target, n, seed, loss).
 """
 
-import argparse
 import time
 
 import numpy as np
 import torch
 from joblib import Parallel, delayed
 
-from _report import markdown, write
+import _cli
+from _report import markdown, merge_rows, write
 from sklearn_diffusion import BootstrappedScoreEstimator
 from sklearn_diffusion.networks import score_from_noise
 from sklearn_diffusion.schedules import (
@@ -69,8 +71,8 @@ def standardized(params, mean, scale):
             torch.as_tensor(covs / np.outer(scale, scale), dtype=D))
 
 
-def run_one(target, n, seed, loss, max_iter, n_test):
-    torch.set_num_threads(1)
+def run_one(target, n, seed, loss, max_iter, n_test, threads=1):
+    torch.set_num_threads(threads)
     params = target_parameters(target)
     rng = np.random.default_rng(seed)
     X, X_test = draw(params, n, rng), draw(params, n_test, rng)
@@ -113,24 +115,35 @@ def summarize(results):
     return rows
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 seed, n=1000, 500 steps")
-    parser.add_argument("--n-jobs", type=int, default=1)
+def main(argv=None):
+    parser = _cli.parser(__doc__, "bootstrap_vs_dsm", quick="1 seed, n=1000, 500 steps",
+                         threads=1, n_jobs=1)
     parser.add_argument("--max-iter", type=int, default=3000)
-    args = parser.parse_args()
+    args = _cli.parse(parser, argv)
     seeds = (0,) if args.quick else (0, 1, 2, 3, 4)
     sizes = (1000,) if args.quick else (1000, 10_000)
     max_iter = 500 if args.quick else args.max_iter
-    jobs = [(tg, n, s, loss) for tg in TARGETS for n in sizes for s in seeds for loss in ("dsm", "bootstrap")]
+    jobs = [(tg, n, s, loss) for tg in TARGETS for n in sizes for s in seeds
+            for loss in ("dsm", "bootstrap")]
     results = Parallel(n_jobs=args.n_jobs, verbose=5)(
-        delayed(run_one)(*job, max_iter=max_iter, n_test=2000) for job in jobs
+        delayed(run_one)(*job, max_iter=max_iter, n_test=2000, threads=args.threads)
+        for job in jobs
     )
+    if args.merge:
+        results = merge_rows(args.out, results, ("target", "n", "seed", "loss"), field="runs")
+        for r in results:  # JSON keys are strings
+            r["errors"] = {float(t): e for t, e in r["errors"].items()}
     rows = summarize(results)
     columns = ["target", "n", "loss", "seeds", *[f"t={t}" for t in TIMES], "gap (nats)", "fit s"]
-    print(f"\nrelative score error per noise level (mean ± sd over seeds), {max_iter} steps of batch 256")
-    print(markdown(rows, columns))
-    write("bootstrap_vs_dsm", dict(max_iter=max_iter, times=TIMES, rows=rows, runs=results))
+    title = (f"relative score error per noise level (mean ± sd over seeds), {max_iter} steps of "
+             "batch 256")
+    table = markdown(rows, columns)
+    print(f"\n{title}")
+    print(table)
+    write(args.out, dict(max_iter=max_iter, times=TIMES, rows=rows, runs=results),
+          "# Bootstrapping against denoising score matching (`benchmarks/bootstrap_vs_dsm.py"
+          f"{' --quick' * args.quick}`)\n\nThe {title}; gap: exact minus model held-out mean "
+          "log-density (nats); fit s: median fit seconds.\n\n" + table + "\n")
 
 
 if __name__ == "__main__":

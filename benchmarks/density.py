@@ -12,38 +12,35 @@ Reports the mean held-out log-likelihood (nats), the gap to the truth where
 known, the train-minus-test gap, the mean rank and the seconds; writes
 ``benchmarks/results/<out>.json`` and ``<out>.md``.
 
-Run ``python benchmarks/density.py`` from the repository root (``--quick``
-for seven data sets). ``--methods diffusion,diffusion:hidden_layer_sizes=(256,256),kde``
+Run ``python benchmarks/density.py`` from the repository root (about 71
+minutes on the shared 2-core CPU); ``--quick`` fits the four data sets of
+``_density_suite.QUICK`` only, cell for cell the same fits as the full run.
+``--methods diffusion,diffusion:hidden_layer_sizes=(256,256),kde``
 adds variants: the keywords after the name go to the method's factory (for
 ``diffusion``, to :class:`BootstrappedScoreEstimator`), read with
 ``ast.literal_eval`` where they parse and as strings otherwise; the label is
-kept as given. ``--threads 1`` suits a machine shared with another job.
+kept as given. The shared flags are those of ``_cli.py``; ``--merge`` keys a
+cell by (data set, method). ``--join a,b`` writes one report from the cells of
+earlier runs ``results/a.json`` and ``results/b.json`` without fitting (how
+the headline ``density.md`` was assembled from runs split over data sets and
+methods).
 """
 
-import argparse
 import ast
-import copy
 import datetime
 import functools
 import inspect
-import json
 import math
 import time
-import warnings
 
 import numpy as np
 import sklearn
 import torch
-from scipy.stats import rankdata
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
-from sklearn.model_selection import GridSearchCV
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
+import _cli
 import _report
-from _kde import ExactKernelDensity
 from _density_suite import DEQUANTIZATION_RULE, QUICK, dataset_names, load_suite
+from _peers import GaussianMixtureBIC, GridSearchKDE, Standardized, ZukoFlow
 
 TRAIN_ROWS = 2000  # training rows scored for train_ll (the first ones; rows are in random order)
 PEERS = ("kde", "gmm", "maf", "nsf")
@@ -56,205 +53,6 @@ PROTOCOL = (
 
 
 # --------------------------------------------------------------------------- methods
-
-
-class Standardized:
-    """A density model fitted on standardized columns, scored on the data's scale.
-
-    ``log p(x) = log q((x - mean) / scale) - sum(log scale)``: the second term
-    is the log-Jacobian of the scaler.
-
-    Parameters
-    ----------
-    model : object
-        Has ``fit(X)`` and ``score_samples(X)`` (per-row log-density).
-    """
-
-    def __init__(self, model):
-        self.model = model
-
-    def fit(self, X):
-        """Fit the scaler and the model on ``X``."""
-        self.scaler_ = StandardScaler().fit(X)
-        self.model.fit(self.scaler_.transform(X))
-        return self
-
-    def score_samples(self, X):
-        """Log-density of each row of ``X`` on the data's scale."""
-        log_jacobian = -np.log(self.scaler_.scale_).sum()
-        return self.model.score_samples(self.scaler_.transform(X)) + log_jacobian
-
-    @property
-    def note_(self):
-        """What the inner model chose (bandwidth, components, epochs)."""
-        return getattr(self.model, "note_", "")
-
-
-class GridSearchKDE:
-    """Gaussian KernelDensity with the bandwidth chosen by 3-fold grid search.
-
-    The data reach it standardized (:class:`Standardized`), so one grid
-    ``logspace(-2, 1, 20)`` fits every data set; per-column scales also suit
-    data whose columns differ in scale (digits64, uniform4) better than one
-    bandwidth on the raw columns.
-    """
-
-    grid = np.logspace(-2, 1, 20)
-
-    def fit(self, X):
-        """Grid-search the bandwidth on ``X``, then refit on all of it."""
-        # The exact sum: scikit-learn's tree-based score is wrong in high
-        # dimension (see _kde.py), which also misleads the grid search.
-        search = GridSearchCV(ExactKernelDensity(), {"bandwidth": self.grid}, cv=3).fit(X)
-        self.kde_ = search.best_estimator_
-        bandwidth = search.best_params_["bandwidth"]
-        self.note_ = f"bandwidth {bandwidth:.3g}"
-        if bandwidth in (self.grid[0], self.grid[-1]):
-            self.note_ += " (grid edge)"
-            print(f"  warning: KDE bandwidth {bandwidth:.3g} is at the edge of the grid",
-                  flush=True)
-        return self
-
-    def score_samples(self, X):
-        """Log-density of each row of ``X``."""
-        return self.kde_.score_samples(X)
-
-
-class GaussianMixtureBIC:
-    """GaussianMixture with components and covariance type chosen by BIC on train.
-
-    Component counts above ``n_samples / (n_features + 1)`` are skipped (too
-    few rows per component for a sane fit), as are candidates whose fit
-    fails.
-    """
-
-    components = (1, 2, 4, 8, 16, 32)
-    covariance_types = ("full", "diag", "tied", "spherical")
-
-    def fit(self, X):
-        """Fit every candidate on ``X`` and keep the one of lowest BIC."""
-        n, d = X.shape
-        best_bic, self.gm_ = np.inf, None
-        for k in self.components:
-            if k > 1 and k > n / (d + 1):
-                continue
-            for covariance_type in self.covariance_types:
-                gm = GaussianMixture(k, covariance_type=covariance_type, reg_covar=1e-6,
-                                     random_state=0)
-                try:
-                    with warnings.catch_warnings():
-                        # A candidate that has not converged still has a BIC.
-                        warnings.simplefilter("ignore", ConvergenceWarning)
-                        gm.fit(X)
-                except ValueError:  # a collapsed component: not a sane candidate
-                    continue
-                bic = gm.bic(X)
-                if bic < best_bic:
-                    best_bic, self.gm_ = bic, gm
-        if self.gm_ is None:
-            raise RuntimeError("no Gaussian mixture candidate could be fitted")
-        self.note_ = f"{self.gm_.n_components} {self.gm_.covariance_type}"
-        return self
-
-    def score_samples(self, X):
-        """Log-density of each row of ``X``."""
-        return self.gm_.score_samples(X)
-
-
-class ZukoFlow:
-    """A zuko normalizing flow trained as users write it, with early stopping.
-
-    Adam on the negative log-likelihood in minibatches (float32, zuko's
-    default); after each epoch the held-out negative log-likelihood of a
-    ``validation_fraction`` split of the rows decides: the best weights are
-    kept, and training stops after ``patience`` epochs and ``patience_steps``
-    steps without improvement (small sets have one step per epoch), after
-    ``max_epochs`` epochs or ``max_steps`` steps, or at a non-finite
-    training loss.
-
-    Parameters
-    ----------
-    kind : {"MAF", "NSF"}
-        The ``zuko.flows`` class.
-    transforms : int, default=5
-    hidden_features : tuple of int, default=(128, 128)
-    learning_rate : float, default=1e-3
-    batch_size : int, default=256
-    validation_fraction : float, default=0.1
-    patience : int, default=20
-    patience_steps : int, default=500
-    max_epochs : int, default=10_000
-    max_steps : int, default=20_000
-    seed : int, default=0
-        Seeds ``torch.manual_seed`` and the validation split.
-    """
-
-    def __init__(self, kind, transforms=5, hidden_features=(128, 128), learning_rate=1e-3,
-                 batch_size=256, validation_fraction=0.1, patience=20, patience_steps=500,
-                 max_epochs=10_000,
-                 max_steps=20_000, seed=0):
-        self.kind = kind
-        self.transforms = transforms
-        self.hidden_features = hidden_features
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.patience_steps = patience_steps
-        self.max_epochs = max_epochs
-        self.max_steps = max_steps
-        self.seed = seed
-
-    def fit(self, X):
-        """Train the flow on ``X``."""
-        import zuko
-
-        torch.manual_seed(self.seed)
-        order = np.random.default_rng(self.seed).permutation(len(X))
-        n_val = max(1, round(self.validation_fraction * len(X)))
-        x_val = torch.as_tensor(X[order[:n_val]], dtype=torch.float32)
-        x_fit = torch.as_tensor(X[order[n_val:]], dtype=torch.float32)
-        self.flow_ = getattr(zuko.flows, self.kind)(
-            X.shape[1], transforms=self.transforms, hidden_features=tuple(self.hidden_features)
-        )
-        optimizer = torch.optim.Adam(self.flow_.parameters(), lr=self.learning_rate)
-        best_nll, best_state, best_epoch, best_step, steps, stop = math.inf, None, 0, 0, 0, ""
-        for epoch in range(self.max_epochs):
-            for batch in torch.randperm(len(x_fit)).split(self.batch_size):
-                loss = -self.flow_().log_prob(x_fit[batch]).mean()
-                if not torch.isfinite(loss):
-                    stop = f", non-finite loss at step {steps}"
-                    break
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                steps += 1
-                if steps >= self.max_steps:
-                    break
-            if stop:
-                break
-            with torch.no_grad():
-                nll = -self.flow_().log_prob(x_val).mean().item()
-            if nll < best_nll:  # False for NaN: a NaN epoch never becomes the best
-                best_nll, best_epoch, best_step = nll, epoch, steps
-                best_state = copy.deepcopy(self.flow_.state_dict())
-            # Small sets have one step per epoch: patience counts steps as well.
-            elif epoch - best_epoch >= self.patience and steps - best_step >= self.patience_steps:
-                break
-            if steps >= self.max_steps:
-                break
-        if best_state is not None:
-            self.flow_.load_state_dict(best_state)
-        self.note_ = f"{epoch + 1} epochs, best {best_epoch + 1}, {steps} steps{stop}"
-        return self
-
-    def score_samples(self, X):
-        """Log-density of each row of ``X`` (float64; NaN stays NaN)."""
-        x = torch.as_tensor(X, dtype=torch.float32)
-        with torch.no_grad():
-            # In chunks, to bound the memory of the wide data sets.
-            parts = [self.flow_().log_prob(chunk) for chunk in x.split(4096)]
-        return torch.cat(parts).double().numpy()
 
 
 def diffusion(dataset, **params):
@@ -407,13 +205,6 @@ def truth(dataset):
             "train_ll": float(dataset.log_density(dataset.X_train[:TRAIN_ROWS]).mean())}
 
 
-def mean_ranks(table, methods):
-    """Mean rank per method over data sets (1 = best test LL; ties averaged; NaN ranks last)."""
-    per_set = [rankdata([-np.nan_to_num(table[s][m], nan=-np.inf) for m in methods])
-               for s in table]
-    return dict(zip(methods, np.mean(per_set, axis=0).tolist()))
-
-
 def wins(table, methods):
     """For each diffusion method, on how many data sets it beats each peer present."""
     result = {}
@@ -499,18 +290,18 @@ def report(infos, methods, cells, truths, ranks, win_counts):
 
 def main(argv=None):
     """Run the benchmark from command-line arguments; returns the cells (dicts)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _cli.parser(__doc__, "density", quick=f"data sets {', '.join(QUICK)} only",
+                         threads=2)
     parser.add_argument("--datasets", help="comma-separated data set names (default: all)")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated method labels, e.g. diffusion:max_iter=8000,kde")
-    parser.add_argument("--quick", action="store_true", help=f"data sets {', '.join(QUICK)}")
-    parser.add_argument("--out", default="density", help="results/<out>.json and .md")
-    parser.add_argument("--threads", type=int, default=2, help="torch and BLAS threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the suite (splits, noise)")
-    parser.add_argument("--merge", help="comma-separated earlier outs to join into --out")
-    args = parser.parse_args(argv)
-    if args.merge:
-        return merge(args.out, args.merge.split(","))
+    parser.add_argument("--join", metavar="PARTS",
+                        help="comma-separated earlier outs: one report of their cells in --out, "
+                             "nothing fitted")
+    args = _cli.parse(parser, argv)
+    if args.join:
+        return join(args.out, args.join.split(","))
 
     methods = split_labels(args.methods)
     try:
@@ -531,7 +322,7 @@ def main(argv=None):
     cells = []
     total = len(datasets) * len(methods)
     start = time.perf_counter()
-    with threadpool_limits(args.threads):
+    with _cli.threads(args.threads):
         for ds in datasets:
             for label in methods:
                 cell = run_cell(ds, label, factories[label])
@@ -548,9 +339,26 @@ def main(argv=None):
     infos = [{"name": ds.name, "n_train": len(ds.X_train), "n_test": len(ds.X_test),
               "d": ds.d, "dequantized": ds.dequantized, "dropped": ds.dropped,
               "scale": ds.scale, "truth": truths[ds.name]} for ds in datasets]
-    summarize(args.out, infos, methods, cells,
-              {"threads": args.threads, "seed": args.seed, "wall_seconds": wall})
-    return cells
+    run = {"threads": args.threads, "seed": args.seed, "wall_seconds": wall,
+           "datasets": infos, "methods": methods, "cells": cells}
+    earlier = _report.load(args.out) if args.merge else None
+    if earlier is None:
+        summarize(args.out, infos, methods, cells, {k: run[k] for k in
+                                                    ("threads", "seed", "wall_seconds")})
+        return cells
+    infos, methods, cells, threads = combine([earlier, run])
+    for name in (i["name"] for i in infos):  # a hole left by runs of different subsets
+        for m in methods:
+            if (name, m) not in cells:
+                cells[name, m] = {"dataset": name, "method": m, "test_ll": math.nan,
+                                  "train_ll": math.nan, "train_minus_test": math.nan,
+                                  "gap_truth": math.nan, "fit_s": math.nan,
+                                  "score_s": math.nan, "note": "", "error": "not run"}
+    summarize(args.out, infos, methods, list(cells.values()),
+              {"threads": threads, "seed": args.seed, "wall_seconds": wall,
+               "header": "Cells merged (--merge) from several runs; seconds as measured in "
+                         f"each run; wall_seconds is the last run's ({wall:.0f} s)."})
+    return list(cells.values())
 
 
 def summarize(out, infos, methods, cells, extra):
@@ -560,49 +368,55 @@ def summarize(out, infos, methods, cells, extra):
     truths = {i["name"]: i["truth"] for i in infos}
     table = {i["name"]: {c["method"]: c["test_ll"] for c in cells if c["dataset"] == i["name"]}
              for i in infos}
-    ranks = mean_ranks(table, methods)
+    ranks = _report.ranks(table, methods)
     win_counts = wins(table, methods)
     text = report(infos, methods, cells, truths, ranks, win_counts)
     print("\n" + text, flush=True)
     versions = {"torch": torch.__version__, "sklearn": sklearn.__version__,
                 "numpy": np.__version__, "zuko": zuko.__version__}
+    md = (f"# Held-out log-likelihood ({datetime.date.today()}, "
+          f"{extra.get('threads', '?')} threads, torch {torch.__version__}, "
+          f"scikit-learn {sklearn.__version__})\n\n"
+          + (extra["header"] + "\n\n" if "header" in extra else "") + text + "\n")
     _report.write(out, {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "versions": versions, **extra, "protocol": PROTOCOL,
         "dequantization": DEQUANTIZATION_RULE, "methods": methods, "datasets": infos,
         "cells": cells, "mean_rank": ranks, "wins": win_counts,
-    })
-    md = _report.RESULTS / f"{out}.md"
-    md.write_text(f"# Held-out log-likelihood ({datetime.date.today()}, "
-                  f"{extra.get('threads', '?')} threads, torch {torch.__version__}, "
-                  f"scikit-learn {sklearn.__version__})\n\n"
-                  + (extra["header"] + "\n\n" if "header" in extra else "") + text + "\n")
-    print(f"tables written to {md}")
+    }, md)
     return text
 
 
-def merge(out, parts):
-    """One report from the JSON files of several runs (``results/<part>.json``).
+def combine(payloads):
+    """Data sets, methods, cells (by (data set, method)) and threads of several runs.
 
-    Runs split over data sets (for example two one-thread processes side by
-    side) or over methods (a variant measured later) are joined cell by cell.
+    A later payload's cell replaces an earlier one of the same (data set,
+    method); data sets and methods keep the order of their first appearance.
     """
     infos, methods, cells, threads = {}, [], {}, set()
-    for part in parts:
-        payload = json.loads((_report.RESULTS / f"{part}.json").read_text())
+    for payload in payloads:
         threads.add(payload.get("threads"))
         for info in payload["datasets"]:
             infos.setdefault(info["name"], info)
         methods += [m for m in payload["methods"] if m not in methods]
         for c in payload["cells"]:
             cells[c["dataset"], c["method"]] = c
-    missing = [k for k in ((n, m) for n in infos for m in methods) if k not in cells]
+    return list(infos.values()), methods, cells, "/".join(map(str, sorted(threads, key=str)))
+
+
+def join(out, parts):
+    """One report from the JSON files of several runs (``results/<part>.json``).
+
+    Runs split over data sets (for example two one-thread processes side by
+    side) or over methods (a variant measured later) are joined cell by cell.
+    """
+    infos, methods, cells, threads = combine([_report.load(part) for part in parts])
+    missing = [k for k in ((i["name"], m) for i in infos for m in methods) if k not in cells]
     if missing:
         raise SystemExit(f"cells missing from the parts: {missing}")
     header = f"Merged from {', '.join(parts)} (seconds as measured in each run)."
-    return summarize(out, list(infos.values()), methods, list(cells.values()),
-                     {"threads": "/".join(map(str, sorted(threads))), "parts": parts,
-                      "header": header})
+    return summarize(out, infos, methods, list(cells.values()),
+                     {"threads": threads, "parts": parts, "header": header})
 
 
 if __name__ == "__main__":

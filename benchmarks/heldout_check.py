@@ -4,39 +4,44 @@ The defaults of :class:`DiffusionOutlierDetector` were chosen on the ADBench
 sets (``adbench.py``); this checks them on data sets that ship with
 scikit-learn and were not looked at while tuning. For each class of a data set
 the class's rows are the normal rows and every other row is an anomaly; the
-ADBench protocol (``adbench.split``: normal rows split 50/50, StandardScaler on
-train, AUROC) with seeds 0, 1, 2. Columns: the default hybrid score, the two
-halves of it (the network's score norm from the same fit, the memorized score
-norm), and peers. Prints a table and writes ``results/heldout_check.json``.
+ADBench protocol (``_adbench.split``: normal rows split 50/50, StandardScaler
+on train, AUROC) with seeds 0, 1, 2. Columns: the default hybrid score, the
+two halves of it (the network's score norm from the same fit, the memorized
+score norm), and peers. Prints a table and writes
+``results/<out>.{md,json}``.
 
-Run ``python benchmarks/heldout_check.py --n-jobs 2`` from the repository root.
+Run ``python benchmarks/heldout_check.py --n-jobs 2`` from the repository
+root (about a minute on the shared 2-core CPU; ``--quick``: wine, seed 0).
+``--merge`` keys a row by (task, seed).
 """
 
-import argparse
-import json
+import shlex
+import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.metrics import roc_auc_score
 
-from adbench import SEEDS, make_method, ranks, split
+import _adbench
+import _cli
+import _report
+from _peers import anomaly_peer
 
-RESULTS = Path(__file__).resolve().parent / "results" / "heldout_check.json"
 DATA = {"digits": load_digits, "wine": load_wine, "breast_cancer": load_breast_cancer}
 PEERS = ("memorized", "kNN", "LOF", "IForest", "KDE", "GMM")
 
 
-def run_one(data, label, seed):
+def run_one(data, label, seed, threads=1):
+    """AUROC of every column on one task and seed, and the detector's fit+score seconds."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     from sklearn_diffusion import DiffusionOutlierDetector
 
     X, y = DATA[data](return_X_y=True)
-    X_train, X_test, y_test = split(X.astype(np.float64), (y != label).astype(int), seed)
+    X_train, X_test, y_test = _adbench.split(X.astype(np.float64), (y != label).astype(int), seed)
     auc = {}
     start = time.perf_counter()
     det = DiffusionOutlierDetector(random_state=seed).fit(X_train)
@@ -44,42 +49,55 @@ def run_one(data, label, seed):
     seconds = time.perf_counter() - start
     auc["score norm"] = roc_auc_score(y_test, det.estimator_.anomaly_score(X_test))
     for name in PEERS:
-        model = make_method(name, seed, None).fit(X_train)
+        model = anomaly_peer(name, seed).fit(X_train)
         auc[name] = roc_auc_score(y_test, -model.score_samples(X_test))
-    return f"{data}-{label}", seed, auc, seconds
+    return {"task": f"{data}-{label}", "seed": seed, "auroc": auc, "seconds": seconds}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-jobs", type=int, default=1)
-    args = parser.parse_args()
-    jobs = [(d, c, s) for d, load in DATA.items() for c in np.unique(load().target) for s in SEEDS]
+def main(argv=None):
+    parser = _cli.parser(__doc__, "heldout_check", quick="wine only, seed 0", threads=1,
+                         n_jobs=1)
+    args = _cli.parse(parser, argv)
+    data = {"wine": DATA["wine"]} if args.quick else DATA
+    seeds = _adbench.SEEDS[:1] if args.quick else _adbench.SEEDS
+    jobs = [(d, c, s) for d, load in data.items() for c in np.unique(load().target) for s in seeds]
     start = time.perf_counter()
-    results = Parallel(n_jobs=args.n_jobs)(delayed(run_one)(d, c, s) for d, c, s in jobs)
+    runs = Parallel(n_jobs=args.n_jobs)(delayed(run_one)(d, c, s, args.threads)
+                                        for d, c, s in jobs)
     wall = time.perf_counter() - start
+    if args.merge:
+        runs = _report.merge_rows(args.out, runs, ("task", "seed"), field="runs")
     table = {}
-    for name, _, auc, _ in results:
-        for method, value in auc.items():
-            table.setdefault(name, {}).setdefault(method, []).append(value)
+    for run in runs:
+        for method, value in run["auroc"].items():
+            table.setdefault(run["task"], {}).setdefault(method, []).append(value)
     table = {n: {m: float(np.mean(v)) for m, v in row.items()} for n, row in table.items()}
     methods = list(next(iter(table.values())))
     # Ranks among the default detector and the peers (its two halves left out).
     ranked = [m for m in methods if m not in ("score norm", "memorized")]
-    rank = ranks(table, ranked)
-    print("| task | " + " | ".join(methods) + " |")
-    print("|---" * (len(methods) + 1) + "|")
+    rank = _report.ranks(table, ranked)
+    lines = ["| task | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for name, row in table.items():
-        print(f"| {name} | " + " | ".join(f"{row[m]:.3f}" for m in methods) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{row[m]:.3f}" for m in methods) + " |")
     means = {m: float(np.mean([row[m] for row in table.values()])) for m in methods}
-    print("| **mean AUROC** | " + " | ".join(f"{means[m]:.3f}" for m in methods) + " |")
-    print("| **mean rank** | " + " | ".join(
+    lines.append("| **mean AUROC** | " + " | ".join(f"{means[m]:.3f}" for m in methods) + " |")
+    lines.append("| **mean rank** | " + " | ".join(
         f"{rank[m]:.2f}" if m in rank else "-" for m in methods) + " |")
-    print(f"\nwall clock {wall / 60:.1f} min with n_jobs={args.n_jobs}; "
-          f"detector fit+score {sum(r[3] for r in results):.0f} s in all")
-    RESULTS.write_text(json.dumps({
-        "auroc": table, "mean_auroc": means, "mean_rank": {m: float(r) for m, r in rank.items()},
-        "wall_seconds": wall, "n_jobs": args.n_jobs,
-    }, indent=1))
+    footer = (f"wall clock {wall / 60:.1f} min with n_jobs={args.n_jobs}; "
+              f"detector fit+score {sum(r['seconds'] for r in runs):.0f} s in all")
+    text = "\n".join(lines)
+    print(text + f"\n\n{footer}")
+    command = shlex.join(["python", f"benchmarks/heldout_check.py",
+                          *(sys.argv[1:] if argv is None else argv)])
+    md = (f"# Defaults on data not used for tuning: `{command}`\n\n"
+          "One class of a scikit-learn data set as the normal rows, all other rows as "
+          f"anomalies; ADBench protocol, seeds {sorted({r['seed'] for r in runs})}. \"score "
+          "norm\" is the network half of the hybrid (same fit), \"memorized\" the other half; "
+          "mean rank among hybrid and the five peers.\n\n" + text + f"\n\n{footer}\n")
+    _report.write(args.out, {
+        "auroc": table, "mean_auroc": means, "mean_rank": rank,
+        "wall_seconds": wall, "n_jobs": args.n_jobs, "threads": args.threads, "runs": runs,
+    }, md)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ data standardized by the observed training entries (``StandardScaler``
 ignores NaN), so the RMSE on the filled entries is on the standardized scale.
 
 Patterns: MCAR at 10%, 30% and 50% of entries (all three on the small sets
-circle-4d, mixture-6d and wine; 30% on the others, to keep the run near 25
-minutes on two CPU cores); ``dropout``: a fifth of the
+circle-4d, mixture-6d and wine; 30% on the others, to keep the run short);
+``dropout``: a fifth of the
 columns (at least one) each missing over a contiguous block of a third of the
 rows, in train and test alike (a sensor down for a while); ``block``: for the
 8x8 digits lattice, the central 4x4 square of pixels missing in every test row
@@ -28,106 +28,42 @@ quantiles give the 90% interval whose coverage of the true values is
 reported (the ``sample_posterior=True`` draws); that rule holds only 81.7%
 even for exact posterior draws, so the coverage of [min, max] of the 20
 draws, the order-statistic 90% interval (19/21), is reported too
-(``results/impute_tuning.md``). Seconds are fit + fill.
+(``results/studies/impute_tuning.md``). Seconds are fit + fill.
 
 Data: the synthetic circle-4d (non-linear) and mixture-6d (multi-modal),
 wine, breast_cancer, digits (64 columns, and as an 8x8 lattice), and the
 normal rows of two ADBench sets (magic.gamma, pendigits).
 
-Run ``python benchmarks/impute.py`` from the repository root (``--quick``:
-three data sets, MCAR 30% and dropout; ``--merge-only``: re-rank the last
-run's rows with hyperimpute's, without refitting). Writes
-``benchmarks/results/impute.json`` and ``.md``.
+Cases, splits and masks are in ``_impute_cases.py``. Run ``python
+benchmarks/impute.py`` from the repository root (about 6.5 minutes on the
+shared 2-core CPU; ``--quick``: circle-4d, mixture-6d and digits-64 with MCAR
+30% and dropout, and the lattice block). ``--merge`` keys a row by (data,
+pattern, method); ``--tables-only`` rebuilds the tables from the rows of
+``results/<out>.json`` and hyperimpute's, without fitting (after
+``impute_hyperimpute.py``). Writes ``benchmarks/results/<out>.{md,json}``.
 """
 
-import argparse
-import json
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.datasets import load_breast_cancer, load_digits, load_wine
 from sklearn.ensemble import ExtraTreesRegressor
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
-from sklearn.preprocessing import StandardScaler
 
-from _report import markdown, write
+import _cli
+import _report
+from _impute_cases import THREADS, case_list, split
+from _report import markdown
 from sklearn_diffusion import DiffusionImputer, LocalizedDiffusionEstimator
 
-ADBENCH = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
-RESULTS = Path(__file__).resolve().parent / "results"
-ADBENCH_SETS = ("22_magic.gamma", "28_pendigits")
-FULL_PATTERN_SETS = ("circle-4d", "mixture-6d", "wine")
+# Read as impute.<name> by the frozen studies that replay these cases
+# (studies/impute_reference.py, impute_refit.py, impute_tuning.py).
+from sklearn.datasets import load_digits  # noqa: F401, E402
+from _impute_cases import FULL_PATTERN_SETS, datasets, make_masks  # noqa: F401, E402
+
 N_DRAWS = 20
-THREADS = 1
-
-
-# ------------------------------------------------------------------ data
-def circle(n, rng):
-    """Non-linear 4-D target: a noisy circle, its product and a sine of it."""
-    angle = rng.uniform(0, 2 * np.pi, n)
-    x0 = np.cos(angle) + 0.1 * rng.normal(size=n)
-    x1 = np.sin(angle) + 0.1 * rng.normal(size=n)
-    return np.column_stack([x0, x1, x0 * x1 + 0.05 * rng.normal(size=n),
-                            np.sin(3 * x0) + 0.05 * rng.normal(size=n)])
-
-
-def mixture(n, rng, d=6, k=4):
-    """Multi-modal 6-D target: 4 well-separated Gaussians, each with its own correlations."""
-    centres = np.random.default_rng(123).normal(scale=3.0, size=(k, d))
-    factors = np.random.default_rng(321).normal(scale=0.6, size=(k, d, d))
-    labels = rng.integers(k, size=n)
-    z = rng.normal(size=(n, d))
-    return centres[labels] + np.einsum("nij,nj->ni", factors[labels], z)
-
-
-def datasets(quick):
-    rng = np.random.default_rng(0)
-    sets = {"circle-4d": circle(1500, rng), "mixture-6d": mixture(1500, rng)}
-    if not quick:
-        sets["wine"] = load_wine().data
-        sets["breast_cancer"] = load_breast_cancer().data
-    sets["digits-64"] = load_digits().data
-    if not quick:
-        for name in ADBENCH_SETS:
-            data = np.load(ADBENCH / f"{name}.npz")
-            sets[name] = data["X"][data["y"] == 0].astype(np.float64)
-    return sets
-
-
-# ------------------------------------------------------------ patterns
-def mcar(shape, fraction, rng):
-    return rng.random(shape) < fraction
-
-
-def dropout(shape, rng):
-    n, d = shape
-    mask = np.zeros(shape, dtype=bool)
-    length = max(1, n // 3)
-    for j in rng.choice(d, size=max(1, d // 5), replace=False):
-        start = rng.integers(0, n - length + 1)
-        mask[start:start + length, j] = True
-    return mask
-
-
-def centre_block(shape):
-    mask = np.zeros((shape[0], 8, 8), dtype=bool)
-    mask[:, 2:6, 2:6] = True
-    return mask.reshape(shape)
-
-
-def make_masks(pattern, train_shape, test_shape, rng):
-    if pattern.startswith("mcar"):
-        fraction = int(pattern[4:]) / 100
-        return mcar(train_shape, fraction, rng), mcar(test_shape, fraction, rng)
-    if pattern == "dropout":
-        return dropout(train_shape, rng), dropout(test_shape, rng)
-    if pattern == "block":
-        return mcar(train_shape, 0.1, rng), centre_block(test_shape)
-    raise ValueError(pattern)
 
 
 # ------------------------------------------------------------- methods
@@ -166,36 +102,6 @@ def run_diffusion(imputer, X_train, X_test):
 
 
 # ----------------------------------------------------------------- run
-def case_list(quick):
-    """The cases ``(name, X, pattern, lattice)``; case ``i`` draws from ``default_rng(i)``."""
-    cases = []
-    for name, X in datasets(quick).items():
-        # All four patterns on the small sets; MCAR 30% and dropout on the
-        # larger ones, to keep the run near 25 minutes on two CPU cores.
-        small = name in FULL_PATTERN_SETS and not quick
-        patterns = ("mcar10", "mcar30", "mcar50", "dropout") if small else ("mcar30", "dropout")
-        cases += [(name, X, pattern, False) for pattern in patterns]
-    digits = load_digits().data
-    lattice_patterns = ("block",) if quick else ("block", "mcar30")
-    cases += [("digits-8x8-lattice", digits, pattern, True) for pattern in lattice_patterns]
-    return cases
-
-
-def split(X, pattern, rng, train_cap, test_cap, lattice=False):
-    """Standardized incomplete train rows, incomplete test rows, true test rows and test mask."""
-    order = rng.permutation(len(X))
-    n_train = min(train_cap, int(0.6 * len(X)))
-    X_train, X_test = X[order[:n_train]], X[order[n_train:n_train + test_cap]]
-    # Columns constant on the training rows carry nothing to impute.
-    keep = X_train.std(axis=0) > 0 if not lattice else np.ones(X.shape[1], dtype=bool)
-    X_train, X_test = X_train[:, keep], X_test[:, keep]
-    train_mask, test_mask = make_masks(pattern, X_train.shape, X_test.shape, rng)
-    scaler = StandardScaler().fit(np.where(train_mask, np.nan, X_train))
-    Z_train = scaler.transform(np.where(train_mask, np.nan, X_train))
-    Z_test_true = scaler.transform(X_test)
-    return Z_train, np.where(test_mask, np.nan, Z_test_true), Z_test_true, test_mask
-
-
 def evaluate(name, X, pattern, rng, train_cap, test_cap, lattice=False):
     Z_train, Z_test, Z_test_true, test_mask = split(X, pattern, rng, train_cap, test_cap, lattice)
     truth = Z_test_true[test_mask]
@@ -215,7 +121,7 @@ def evaluate(name, X, pattern, rng, train_cap, test_cap, lattice=False):
     # [min, max] of n exchangeable draws holds a further one with probability
     # (n - 1) / (n + 1), 0.905 for 20: the order-statistic 90% interval. The
     # 5%-95% quantiles above hold it with 0.817 only, even for exact draws
-    # (benchmarks/results/impute_tuning.md).
+    # (benchmarks/results/studies/impute_tuning.md).
     spread = (draws.min(axis=0)[test_mask] <= truth) & (truth <= draws.max(axis=0)[test_mask])
     rmse = float(np.sqrt(np.mean((fill[test_mask] - truth) ** 2)))
     rows.append(dict(data=name, pattern=pattern, method="diffusion", rmse=rmse,
@@ -225,14 +131,16 @@ def evaluate(name, X, pattern, rng, train_cap, test_cap, lattice=False):
 
 
 def ranks(rows):
-    """Rank (1 = best RMSE) of every method within each (data, pattern) case."""
+    """Rank (1 = best RMSE; a tie goes to the earlier method) within each (data, pattern) case."""
     cases = {}
     for row in rows:
         cases.setdefault((row["data"], row["pattern"]), []).append(row)
     for case in cases.values():
-        order = np.argsort(np.argsort([r["rmse"] for r in case], kind="stable"), kind="stable")
-        for r, k in zip(case, order):
-            r["rank"] = int(k) + 1
+        rmse = {"case": {i: r["rmse"] for i, r in enumerate(case)}}
+        rank = _report.case_ranks(rmse, list(range(len(case))), higher_is_better=False,
+                                  ties="ordinal")["case"]
+        for i, r in enumerate(case):
+            r["rank"] = int(rank[i])
     return rows
 
 
@@ -247,20 +155,21 @@ def _insert_before_diffusion(rows, extra):
     return out
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+def main(argv=None):
+    parser = _cli.parser(__doc__, "impute", threads=THREADS,
+                         quick="circle-4d, mixture-6d and digits-64 (MCAR 30%, dropout) and the "
+                               "lattice block")
     parser.add_argument("--train-cap", type=int, default=1000)
     parser.add_argument("--test-cap", type=int, default=250)
-    parser.add_argument("--output", default="impute")
-    parser.add_argument("--merge-only", action="store_true",
-                        help="re-rank the rows of results/OUTPUT.json with the hyperimpute "
-                             "rows of results/impute_hyperimpute.json, without refitting")
-    args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rebuild the tables from the rows of results/OUT.json and the "
+                             "hyperimpute rows of results/impute_hyperimpute.json, without "
+                             "fitting")
+    args = _cli.parse(parser, argv)
+    torch.set_num_threads(args.threads)
     begin = time.perf_counter()
-    if args.merge_only:
-        previous = json.loads((RESULTS / f"{args.output}.json").read_text())
+    if args.tables_only:
+        previous = _report.load(args.out)
         rows = [r for r in previous["rows"] if r["method"] != "hyperimpute"]
         wall = previous["wall_seconds"]
     else:
@@ -274,13 +183,16 @@ def main():
                   f"coverage={case_rows[-1]['coverage']:.3f} ({case_rows[-1]['seconds']:.0f}s)",
                   flush=True)
         wall = time.perf_counter() - begin
-    hyper = RESULTS / "impute_hyperimpute.json"
-    if hyper.exists():
-        # The peer that needs its own environment (impute_hyperimpute.py).
-        extra = json.loads(hyper.read_text())
-        if (extra["train_cap"], extra["test_cap"], extra["quick"]) == (
-                args.train_cap, args.test_cap, args.quick):
-            rows = _insert_before_diffusion(rows, extra["rows"])
+        if args.merge:
+            rows = [r for r in _report.merge_rows(args.out, rows, ("data", "pattern", "method"))
+                    if r["method"] != "hyperimpute"]
+    # The peer that needs its own environment (impute_hyperimpute.py), where
+    # its rows are of the same cases.
+    extra = _report.load("impute_hyperimpute" + ("_quick" if args.quick else ""))
+    hyper = extra is not None and (extra["train_cap"], extra["test_cap"], extra["quick"]) == (
+        args.train_cap, args.test_cap, args.quick)
+    if hyper:
+        rows = _insert_before_diffusion(rows, extra["rows"])
     ranks(rows)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     table = []
@@ -306,7 +218,7 @@ def main():
         "# Imputation benchmark (`benchmarks/impute.py`" + (" --quick" if args.quick else "") + ")",
         "",
         f"RMSE on the filled entries, standardized scale (lower is better); train rows "
-        f"<= {args.train_cap}, test rows <= {args.test_cap}; torch threads = {THREADS}; "
+        f"<= {args.train_cap}, test rows <= {args.test_cap}; torch threads = {args.threads}; "
         f"coverage90: share of true values inside the 5%-95% range of {N_DRAWS} "
         "conditional draws (DiffusionImputer's sample_posterior draws), which even exact "
         f"posterior draws fill only 81.7% of the time; coverage90 min-max: inside [min, max] "
@@ -315,7 +227,7 @@ def main():
         + (" hyperimpute (from results/impute_hyperimpute.json, run in its own environment by "
            "impute_hyperimpute.py) fills the test rows by fit_transform on the training and "
            "test rows stacked: its transform refits on whatever rows it is given."
-           if hyper.exists() else ""),
+           if hyper else ""),
         "",
         markdown(table, ["data", "pattern", *methods, "coverage90", "coverage90 min-max",
                          "diffusion s",
@@ -330,14 +242,13 @@ def main():
         f"{np.min(coverage_minmax):.3f} to {np.max(coverage_minmax):.3f}.",
         f"Wall time of the run: {wall:.0f} s"
         + (" (of impute.py; hyperimpute's cells are timed in impute_hyperimpute.json)."
-           if hyper.exists() else "."),
+           if hyper else "."),
     ])
     print("\n" + text)
-    (RESULTS / f"{args.output}.md").write_text(text + "\n")
-    write(args.output, {"rows": rows, "summary": summary, "threads": THREADS,
-                        "wall_seconds": wall,
-                        "train_cap": args.train_cap, "test_cap": args.test_cap,
-                        "quick": args.quick})
+    _report.write(args.out, {"rows": rows, "summary": summary, "threads": args.threads,
+                             "wall_seconds": wall,
+                             "train_cap": args.train_cap, "test_cap": args.test_cap,
+                             "quick": args.quick}, text)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,20 @@ digits), so it runs in an environment of its own::
     python -m venv --system-site-packages /tmp/hyperimpute
     /tmp/hyperimpute/bin/pip install hyperimpute "pandas<3" "scikit-learn==1.6.1"
     /tmp/hyperimpute/bin/python benchmarks/impute_hyperimpute.py
-    python benchmarks/impute.py --merge-only
+    python benchmarks/impute.py --tables-only
 
-Same cases, splits and masks as ``impute.py`` (its ``case_list`` and
-``split``). hyperimpute's ``transform`` re-runs its whole fit on the rows it is
+Same cases, splits and masks as ``impute.py`` (``_impute_cases.case_list``
+and ``split``). hyperimpute's ``transform`` re-runs its whole fit on the rows it is
 given (``HyperImputePlugin._transform`` calls ``fit_transform``), so fitting on
 the training rows and filling the test rows alone would ignore the training
 rows: it fills the test rows by ``fit_transform`` on the training and test
 rows stacked, which also lets it learn from the test rows' observed entries
 (an advantage the other methods do not have). Writes
-``results/impute_hyperimpute.json``; ``impute.py`` ranks its rows with the others.
+``results/impute_hyperimpute.json`` (``impute_hyperimpute_quick.json`` with
+``--quick``, which ``impute.py --quick`` reads); ``impute.py`` ranks its rows
+with the others.
 """
 
-import argparse
 import time
 import warnings
 from importlib.metadata import version
@@ -30,24 +31,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-import impute
+import _cli
+from _impute_cases import THREADS, case_list, split
 from _report import write
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+def main(argv=None):
+    parser = _cli.parser(__doc__, "impute_hyperimpute", threads=THREADS, merge=False,
+                         quick="the cases of impute.py --quick")
     parser.add_argument("--train-cap", type=int, default=1000)
     parser.add_argument("--test-cap", type=int, default=250)
-    args = parser.parse_args()
+    args = _cli.parse(parser, argv)
     from hyperimpute.plugins.imputers import Imputers
 
-    torch.set_num_threads(impute.THREADS)
+    torch.set_num_threads(args.threads)
     rows, begin = [], time.perf_counter()
-    for index, (name, X, pattern, lattice) in enumerate(impute.case_list(args.quick)):
+    for index, (name, X, pattern, lattice) in enumerate(case_list(args.quick)):
         rng = np.random.default_rng(index)
-        Z_train, Z_test, Z_test_true, mask = impute.split(X, pattern, rng, args.train_cap,
-                                                          args.test_cap, lattice)
+        Z_train, Z_test, Z_test_true, mask = split(X, pattern, rng, args.train_cap,
+                                                   args.test_cap, lattice)
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -60,10 +62,10 @@ def main():
                          seconds=seconds, coverage=None))
         print(f"[{time.perf_counter() - begin:6.0f}s] {name} {pattern}: hyperimpute={rmse:.3f} "
               f"({seconds:.0f}s)", flush=True)
-    write("impute_hyperimpute", {"rows": rows, "train_cap": args.train_cap,
-                                 "test_cap": args.test_cap, "quick": args.quick,
-                                 "versions": {name: version(name) for name in
-                                              ("hyperimpute", "pandas", "scikit-learn")}})
+    write(args.out, {"rows": rows, "train_cap": args.train_cap,
+                     "test_cap": args.test_cap, "quick": args.quick,
+                     "versions": {name: version(name) for name in
+                                  ("hyperimpute", "pandas", "scikit-learn")}})
 
 
 if __name__ == "__main__":

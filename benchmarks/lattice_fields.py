@@ -29,9 +29,9 @@ Methods, all fitted on the raw training rows and scored on the raw scale:
   test rows on the fitted ``location_`` and averages over rows);
 * ``kde``: Gaussian ``KernelDensity`` on ``StandardScaler``-ed columns, the
   bandwidth chosen by ``GridSearchCV`` (3-fold) over ``logspace(-2, 1, 20)``,
-  ``sum(log scale)`` subtracted (``density.py``'s ``Standardized``). Its
-  log-density is the direct sum over the training rows
-  (:class:`ExactKernelDensity`): scikit-learn's tree-based ``score_samples``
+  ``sum(log scale)`` subtracted (``_peers.Standardized(GridSearchKDE())``, as
+  in ``density.py``). Its log-density is the direct sum over the training rows
+  (``_peers.ExactKernelDensity``): scikit-learn's tree-based ``score_samples``
   is wrong at this dimension (on the lattice, rows off by up to 134 nats, the
   kd-tree and ball-tree disagreeing, the mean test LL 5 nats *above* the
   truth; scikit-learn issues #7492 and #27186);
@@ -57,15 +57,13 @@ cut short keeps what it measured.
 Run ``python benchmarks/lattice_fields.py`` for the whole benchmark (about an
 hour on a quiet machine), written to ``benchmarks/results/lattice_fields.{md,json}``.
 ``--fields lattice ring "sinh lattice"`` and ``--methods glasso kde global
-localized grid grid_shared`` choose a subset; ``--merge`` keeps the earlier
-rows of the results file for the other (field, method) pairs; ``--threads``
+localized grid grid_shared`` choose a subset; ``--merge`` (key: field, method)
+keeps the earlier rows of the results file for the other pairs; ``--threads``
 sets the torch and BLAS threads (default: torch's own). ``--quick`` (300
 training rows, ``max_iter=200``, radii 0 and 1) is a smoke test and writes
 ``lattice_fields_quick.{md,json}`` unless ``--out`` says otherwise.
 """
 
-import argparse
-import contextlib
 import datetime
 import fcntl
 import functools
@@ -78,13 +76,12 @@ import sklearn
 import torch
 from sklearn.covariance import GraphicalLassoCV
 from sklearn.model_selection import GridSearchCV
-from threadpoolctl import threadpool_limits
 
-from _kde import ExactKernelDensity
+import _cli
 from _fields import (field_log_density, field_precision, field_sample, sinh_field,
                      sinh_field_log_density)
+from _peers import GridSearchKDE, Standardized
 from _report import RESULTS, markdown, write
-from density import Standardized
 from sklearn_diffusion import BootstrappedScoreEstimator, LocalizedDiffusionEstimator
 
 D = 144
@@ -116,19 +113,15 @@ class GraphicalLassoDensity:
 
 
 class KDEDensity(Standardized):
-    """Grid-searched (3-fold) :class:`ExactKernelDensity` on standardized columns."""
-
-    grid = np.logspace(-2, 1, 20)
+    """``Standardized(GridSearchKDE())``, with the bandwidth it chose in ``chosen_``."""
 
     def __init__(self):
-        super().__init__(None)
+        super().__init__(GridSearchKDE())
 
     def fit(self, X):
-        self.model = GridSearchCV(ExactKernelDensity(), {"bandwidth": self.grid}, cv=3)
         super().fit(X)
-        bandwidth = float(self.model.best_params_["bandwidth"])
-        self.chosen_ = {"bandwidth": bandwidth}
-        if bandwidth in (self.grid[0], self.grid[-1]):
+        self.chosen_ = {"bandwidth": float(self.model.bandwidth_)}
+        if self.model.at_grid_edge_:
             self.chosen_["grid_edge"] = "yes"
         return self
 
@@ -283,11 +276,10 @@ def save(out, rows, infos, setup, merge):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = _cli.parser(__doc__, "lattice_fields",
+                         quick="300 training rows, max_iter=200, radii 0 and 1")
     parser.add_argument("--fields", nargs="*", default=list(FIELDS), choices=list(FIELDS))
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--quick", action="store_true",
-                        help="300 training rows, max_iter=200, radii 0 and 1")
     parser.add_argument("--n-train", type=int, default=None, help="default 2000 (300 quick)")
     parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--max-iter", type=int, default=None,
@@ -296,18 +288,11 @@ def main(argv=None):
                         help="radii of the grid searches (default 0 1 2 3; 0 1 quick)")
     parser.add_argument("--sinh-scale", type=float, default=1.0,
                         help="a in y = sinh(a x / sd) of the sinh lattice")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch and BLAS threads (default: torch's own)")
-    parser.add_argument("--out", default=None,
-                        help="results/<out>.{md,json} (default lattice_fields, "
-                             "lattice_fields_quick with --quick)")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the rows of results/<out>.json for other fields/methods")
-    args = parser.parse_args(argv)
+    args = _cli.parse(parser, argv)
     n_train = args.n_train or (300 if args.quick else 2000)
     max_iter = args.max_iter or (200 if args.quick else None)
     radii = args.radii if args.radii is not None else ([0, 1] if args.quick else [0, 1, 2, 3])
-    out = args.out or ("lattice_fields_quick" if args.quick else "lattice_fields")
+    out = args.out
     iters = {} if max_iter is None else {"max_iter": max_iter}
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -317,8 +302,7 @@ def main(argv=None):
              f"{torch.get_num_threads()}")
 
     rows, infos = [], {}
-    limits = threadpool_limits(args.threads) if args.threads else contextlib.nullcontext()
-    with limits:
+    with _cli.threads(args.threads):
         for field in args.fields:
             X_train, X_test, log_density = load_field(field, n_train, args.n_test,
                                                       args.sinh_scale)

@@ -8,7 +8,9 @@ every 2 ms by a thread reading ``/proc/self/statm``. Each n runs in a fresh
 process. Bounded scoring means the peak does not grow with n (the input
 itself, n x 16 float64, is allocated before the baseline).
 
-Run: ``python benchmarks/memory.py [--sizes 20000 200000]`` (Linux only).
+Run: ``python benchmarks/memory.py [--sizes 20000 200000]`` (Linux only;
+``--quick``: 20,000 rows only). Writes ``results/memory.{md,json}``;
+``--merge`` keys a row by n.
 """
 
 import argparse
@@ -19,7 +21,8 @@ import sys
 import threading
 import time
 
-from _report import markdown, write
+import _cli
+from _report import markdown, merge_rows, write
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -29,14 +32,14 @@ def rss():
         return int(f.read().split()[1]) * PAGE
 
 
-def child(n):
+def child(n, threads):
     import numpy as np
     import torch
 
     from sklearn_diffusion import BootstrappedScoreEstimator, DiffusionOutlierDetector
     from sklearn_diffusion.outlier import DEFAULT_ESTIMATOR_PARAMS
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
     params = {**dict(DEFAULT_ESTIMATOR_PARAMS), "max_iter": 50, "random_state": 0}
     detector = DiffusionOutlierDetector(BootstrappedScoreEstimator(**params), random_state=0)
@@ -62,26 +65,28 @@ def child(n):
                       "seconds": seconds, "finite": bool(np.isfinite(scores).all())}))
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
+def main(argv=None):
+    parser = _cli.parser(__doc__, "memory", quick="20,000 rows only", threads=2)
+    parser.add_argument("--sizes", type=int, nargs="+", default=None,
+                        help="rows scored, one process each (default 20000 200000)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = _cli.parse(parser, argv)
     if args.child:
-        return child(args.child)
+        return child(args.child, args.threads)
     rows = []
-    for n in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--child", str(n)], check=True,
-                             capture_output=True, text=True).stdout
+    for n in args.sizes or ([20_000] if args.quick else [20_000, 200_000]):
+        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--threads",
+                              str(args.threads)], check=True, capture_output=True,
+                             text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(rows[-1], flush=True)
+    if args.merge:
+        rows = sorted(merge_rows(args.out, rows, ("n",)), key=lambda r: r["n"])
     table = markdown(rows, ["n", "input_mb", "peak_above_mb", "seconds", "finite"])
     print("\n" + table)
-    path = write("memory", {"rows": rows})
-    path.with_suffix(".md").write_text(
-        "# Peak memory of DiffusionOutlierDetector.score_samples (hybrid, 2,000 reference rows, "
-        "16 features)\n\n" + table + "\n"
-    )
+    write(args.out, {"rows": rows},
+          "# Peak memory of DiffusionOutlierDetector.score_samples (hybrid, 2,000 reference "
+          "rows, 16 features)\n\n" + table + "\n")
 
 
 if __name__ == "__main__":

@@ -19,19 +19,19 @@ one case (fit, full fit, refit) ran for over 17 minutes on the shared
 machine, the likelihood over 14 candidate smoothings dominating.
 
 Run ``python benchmarks/refit.py``; the table is printed and written to
-``benchmarks/results/refit.{md,json}``.
+``benchmarks/results/refit.{md,json}``. ``--quick``: the lattice only, fixed
+smoothing. ``--merge`` keys a row by (field, smoothing).
 """
 
-import argparse
-import json
 import time
 
 import numpy as np
 import torch
 from sklearn.base import clone
 
+import _cli
 from _fields import field_precision, field_sample
-from _report import RESULTS, markdown, write
+from _report import markdown, merge_rows, write
 from sklearn_diffusion import LocalizedDiffusionEstimator
 
 CASES = {
@@ -51,26 +51,41 @@ def median_time(fn, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", nargs="*", default=list(CASES))
-    parser.add_argument("--smoothings", nargs="*", default=["auto", "0.001"],
-                        help="'auto' and/or fixed smoothing times")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the rows of results/refit.json for other cases/smoothings")
+    parser = _cli.parser(__doc__, "refit", quick="the 12x12 lattice, fixed smoothing 0.001")
+    parser.add_argument("--cases", nargs="*", default=None, help=f"of {list(CASES)} (all)")
+    parser.add_argument("--smoothings", nargs="*", default=None,
+                        help="'auto' and/or fixed smoothing times (default auto 0.001)")
     parser.add_argument("--max-iter", type=int, default=200)
     parser.add_argument("--n", type=int, default=2000)
-    args = parser.parse_args(argv)
+    args = _cli.parse(parser, argv)
+    cases = args.cases or (["lattice 12x12"] if args.quick else list(CASES))
+    smoothings = args.smoothings or (["0.001"] if args.quick else ["auto", "0.001"])
+    with _cli.threads(args.threads):
+        rows = run(cases, smoothings, args.max_iter, args.n)
+        threads = torch.get_num_threads()
+    if args.merge:
+        rows = merge_rows(args.out, rows, ("field", "smoothing"))
+    table = markdown(rows, list(rows[0]))
+    print("\n" + table)
+    setup = (f"{args.n} rows, max_iter={args.max_iter}, block_size=32, n_jobs=1, torch threads "
+             f"{threads}; times are the median of `runs` runs")
+    write(args.out, {"setup": setup, "rows": rows},
+          "# refit_features against a full fit (`benchmarks/refit.py`)\n\n"
+          f"{setup}. One column changed (`2 x + 1`); `ratio` = refit / full fit seconds.\n\n"
+          + table + "\n")
+
+
+def run(cases, smoothings, max_iter, n):
+    """The rows of the table, one per (case, smoothing)."""
     rows = []
-    if args.merge and (RESULTS / "refit.json").exists():
-        rows = json.loads((RESULTS / "refit.json").read_text())["rows"]
-    for name in args.cases:
+    for name in cases:
         graph, d, locality, radius, column, repeats = CASES[name]
-        X, _ = field_sample(field_precision(graph, d), args.n, seed=0)
+        X, _ = field_sample(field_precision(graph, d), n, seed=0)
         X_new = X.copy()
         X_new[:, column] = 2 * X_new[:, column] + 1
-        for smoothing in (s if s == "auto" else float(s) for s in args.smoothings):
+        for smoothing in (s if s == "auto" else float(s) for s in smoothings):
             est = LocalizedDiffusionEstimator(
-                locality=locality, radius=radius, block_size=32, max_iter=args.max_iter,
+                locality=locality, radius=radius, block_size=32, max_iter=max_iter,
                 smoothing=smoothing, random_state=0,
             )
             old = clone(est).fit(X)
@@ -97,19 +112,9 @@ def main(argv=None):
                    "blocks": len(old.blocks_), "retrained": len(touched),
                    "full_fit_s": full_s, "refit_s": refit_s, "ratio": refit_s / full_s,
                    "untouched_bit_identical": same, "equals_full_fit": equal_full}
-            rows = [r for r in rows if (r["field"], r["smoothing"]) != (name, str(smoothing))]
             rows.append(row)
             print(markdown([row], list(row)).splitlines()[-1], flush=True)
-    table = markdown(rows, list(rows[0]))
-    print("\n" + table)
-    setup = (f"{args.n} rows, max_iter={args.max_iter}, block_size=32, n_jobs=1, torch threads "
-             f"{torch.get_num_threads()}; times are the median of `runs` runs")
-    (RESULTS / "refit.md").write_text(
-        "# refit_features against a full fit (`benchmarks/refit.py`)\n\n"
-        f"{setup}. One column changed (`2 x + 1`); `ratio` = refit / full fit seconds.\n\n"
-        + table + "\n"
-    )
-    write("refit", {"setup": setup, "rows": rows})
+    return rows
 
 
 if __name__ == "__main__":

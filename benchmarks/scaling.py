@@ -9,29 +9,32 @@ starts joblib's worker processes and is not timed (joblib reuses them).
 
 Run ``OMP_NUM_THREADS=1 python benchmarks/scaling.py`` (``--quick`` for a short
 version), so that each job uses one core; the numbers are written to
-``benchmarks/results/scaling.json``.
+``benchmarks/results/scaling.{md,json}`` (``--merge``: key d).
 """
 
-import argparse
-import json
-import os
 import time
 
 import numpy as np
 import torch
 
+import _cli
 from _fields import field_precision, field_sample
+from _report import merge_rows, write
 from sklearn_diffusion import LocalizedDiffusionEstimator
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="d in {64, 128, 256}, fewer steps")
+    parser = _cli.parser(__doc__, "scaling", quick="d in {64, 128, 256}, 100 steps")
     parser.add_argument("--dims", type=int, nargs="*", default=None)
     parser.add_argument("--radius", type=int, default=2)
     parser.add_argument("--max-iter", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = _cli.parse(parser, argv)
+    with _cli.threads(args.threads):
+        run(args)
+
+
+def run(args):
     dims = args.dims or ([64, 128, 256] if args.quick else [64, 128, 256, 512, 1024])
     max_iter = args.max_iter or (100 if args.quick else 300)
     params = dict(locality="ring", radius=args.radius, block_size=32, max_iter=max_iter,
@@ -56,22 +59,23 @@ def main(argv=None):
                          speedup=one / two))
         print(d, f"{one:.2f}s", f"{two:.2f}s", f"{one / two:.2f}x", flush=True)
 
+    if args.merge:
+        rows = sorted(merge_rows(args.out, rows, ("d",)), key=lambda r: r["d"])
     slope = np.polyfit(np.log([r["d"] for r in rows]), np.log([r["median_1"] for r in rows]), 1)[0]
-    print(f"\nFit time, ring field, radius {args.radius}, n = 2000, {max_iter} steps per block of "
-          f"32 coordinates, median of {args.repeats}; torch threads per process: "
-          f"{torch.get_num_threads()}\n")
-    print("| d | n_jobs=1 (s) | per coordinate (ms) | n_jobs=2 (s) | speed-up |")
-    print("|---|---|---|---|---|")
+    lines = [f"Fit time, ring field, radius {args.radius}, n = 2000, {max_iter} steps per block "
+             f"of 32 coordinates, median of {args.repeats}; torch threads per process: "
+             f"{torch.get_num_threads()}", "",
+             "| d | n_jobs=1 (s) | per coordinate (ms) | n_jobs=2 (s) | speed-up |",
+             "|---|---|---|---|---|"]
     for r in rows:
-        print(f"| {r['d']} | {r['median_1']:.2f} | {1000 * r['median_1'] / r['d']:.1f} | "
-              f"{r['median_2']:.2f} | {r['speedup']:.2f}x |")
-    print(f"\nlog-log slope of time against d (n_jobs=1): {slope:.2f} (1 = linear)")
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "scaling.json")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(dict(params=params, rows=rows, slope=slope,
-                       threads=torch.get_num_threads()), f, indent=1)
-    print(f"written to {path}")
+        lines.append(f"| {r['d']} | {r['median_1']:.2f} | {1000 * r['median_1'] / r['d']:.1f} | "
+                     f"{r['median_2']:.2f} | {r['speedup']:.2f}x |")
+    lines += ["", f"log-log slope of time against d (n_jobs=1): {slope:.2f} (1 = linear)"]
+    text = "\n".join(lines)
+    print("\n" + text)
+    write(args.out, dict(params=params, rows=rows, slope=slope,
+                         threads=torch.get_num_threads()),
+          "# Localized fit time against d and n_jobs (`benchmarks/scaling.py`)\n\n" + text)
 
 
 if __name__ == "__main__":

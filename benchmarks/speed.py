@@ -9,10 +9,11 @@
    same run.
 2. ``sample`` and ``score_samples`` seconds for 10,000 rows at d in {2, 16, 64}.
 
-Run: ``python benchmarks/speed.py [--device cpu|cuda] [--repeats 3]``.
+Run: ``python benchmarks/speed.py [--device cpu|cuda] [--repeats 3]``
+(``--quick``: one repeat of 100 steps). Writes ``results/speed.{md,json}``
+(``speed_cuda`` on a GPU).
 """
 
-import argparse
 import statistics
 import time
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+import _cli
 from _report import markdown, write
 from sklearn_diffusion import BootstrappedScoreEstimator
 from sklearn_diffusion.networks import ScoreMLP
@@ -91,13 +93,22 @@ def timed(fn, *args):
     return time.perf_counter() - start
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = _cli.parser(__doc__, "speed", quick="1 repeat, 100 training steps", merge=False)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=None, help="default 3 (1 quick)")
+    parser.add_argument("--steps", type=int, default=None, help="default 500 (100 quick)")
     parser.add_argument("--d", type=int, default=16)
-    args = parser.parse_args()
+    args = _cli.parse(parser, argv)
+    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.steps = args.steps or (100 if args.quick else 500)
+    if args.out == "speed" and args.device != "cpu":
+        args.out = f"speed_{torch.device(args.device).type}"
+    with _cli.threads(args.threads):
+        run(args)
+
+
+def run(args):
     device = torch.device(args.device)
     X = torch.randn(10_000, args.d)
     ours(X, 20, device, 0)  # warm-up (CUDA context, allocator)
@@ -114,10 +125,14 @@ def main():
         train_rows.append({"loop": name, "median s": med, "rows x steps / s": BATCH * args.steps / med,
                            "FLOP/s": flops / med, "fraction of matmul rate": flops / med / rate})
     speedup = statistics.median(t_tut) / statistics.median(t_ours)
-    print(f"training, d={args.d}, batch {BATCH}, {args.steps} steps, {args.repeats} repeats, {device}; "
-          f"float32 matmul rate {rate / 1e9:.1f} GFLOP/s")
-    print(markdown(train_rows, ["loop", "median s", "rows x steps / s", "FLOP/s", "fraction of matmul rate"]))
-    print(f"speed-up of fit_noise_model over the plain loop (ratio of medians): {speedup:.2f}x")
+    train_text = "\n".join([
+        f"training, d={args.d}, batch {BATCH}, {args.steps} steps, {args.repeats} repeats, "
+        f"{device}; float32 matmul rate {rate / 1e9:.1f} GFLOP/s",
+        markdown(train_rows, ["loop", "median s", "rows x steps / s", "FLOP/s",
+                              "fraction of matmul rate"]),
+        f"speed-up of fit_noise_model over the plain loop (ratio of medians): {speedup:.2f}x",
+    ])
+    print(train_text)
 
     infer_rows = []
     for d in (2, 16, 64):
@@ -134,11 +149,13 @@ def main():
                 times.append(time.perf_counter() - start)
             infer_rows.append({"d": d, "call": name, "divergence": div if name == "score_samples" else "-",
                                "median s (10,000 rows)": statistics.median(times)})
-    print(f"\ninference, 10,000 rows, default settings (n_steps=16), {device}")
-    print(markdown(infer_rows, ["d", "call", "divergence", "median s (10,000 rows)"]))
-    suffix = "" if device.type == "cpu" else f"_{device.type}"
-    write(f"speed{suffix}", dict(device=str(device), matmul_flops=rate, training=train_rows,
-                                  speedup=speedup, inference=infer_rows))
+    infer_text = (f"inference, 10,000 rows, default settings (n_steps=16), {device}\n"
+                  + markdown(infer_rows, ["d", "call", "divergence", "median s (10,000 rows)"]))
+    print("\n" + infer_text)
+    write(args.out, dict(device=str(device), matmul_flops=rate, training=train_rows,
+                         speedup=speedup, inference=infer_rows),
+          f"# Throughput (`benchmarks/speed.py`, torch threads {torch.get_num_threads()})\n\n"
+          + train_text + "\n\n" + infer_text + "\n")
 
 
 if __name__ == "__main__":
