@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/attribution_candidates.md.
+# Ran at 0287808. Not maintained.
 """Study: candidate per-coordinate attribution scores (issue 13, part 1).
 
 Fits a detector's density model on a Gaussian field, plants a fault of c

@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/exact_divergence_speed.txt (first entry).
+# Ran at 8be68c7. Not maintained.
 """score_samples of 10,000 x 16 rows: forward-mode exact trace against 8 Hutchinson probes.
 
 Run from the repository root; medians of 3 calls, both in one process.

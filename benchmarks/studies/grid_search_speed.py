@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/localized_speed.md.
+# Ran at 68e58d2 to 6b63b94. Not maintained.
 """Issue 13 part 5 study: GridSearchCV over radius {0,1,2,3} (3 folds) on the 12x12 lattice.
 
 Usage: python benchmarks/studies/grid_search_speed.py [key=value ...] — extra

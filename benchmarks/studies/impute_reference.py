@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/impute_reference.md.
+# Ran at aedc13f. Not maintained.
 """Study: the default imputer with the reference mixture (issue 11), diffusion cells only.
 
 Runs the non-lattice cases of ``benchmarks/impute.py`` with the same seeds

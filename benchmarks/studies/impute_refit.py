@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/impute_refit.md.
+# Ran at 8fda64f. Not maintained.
 """Study: refitting on conditional draws of the training rows (issue 11), diffusion cells only.
 
 Runs the cases of ``benchmarks/impute.py`` with the same seeds (peers
@@ -5,7 +7,7 @@ skipped; they draw nothing from the case's generator) with the default
 ``DiffusionImputer`` (on the lattice, the benchmark's localized one), its
 estimator refitted ``rounds`` times on its own conditional draws of the
 missing training entries (``BaseDiffusionEstimator._refit_on_draws``);
-rounds 0 is the fit before that step. Results: ``results/impute_refit.md``.
+rounds 0 is the fit before that step. Results: ``results/studies/impute_refit.md``.
 
 ``python benchmarks/studies/impute_refit.py ROUNDS SETTINGS [CASE-SUBSTRING ...]``, SETTINGS
 a Python dict literal of estimator parameters that override the imputer's

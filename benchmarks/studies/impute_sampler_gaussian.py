@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/impute_sampler_gaussian.md.
+# Ran at 3ad568b. Not maintained.
 """Study: accuracy of the conditional sampler with the exact score.
 
 2-D Gaussian with unit variances and correlation rho, condition on x_1 = 1.5:

@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/impute_training_fill.txt.
+# Ran at 0287808. Not maintained.
 """Study: what a missing input holds during training (MissDiff mean vs marginal noise).
 
 A 4-D non-linear target (a noisy circle in (x0, x1), x2 = x0 x1, x3 = sin(3 x0)),

@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/impute_tuning.md.
+# Ran at c3befcd. Not maintained.
 """Study: tuning the conditional sampler (issue 11 follow-up).
 
 Part 1 (``gaussian``): exact score of a 2-D Gaussian (unit variances,

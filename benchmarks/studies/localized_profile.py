@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/localized_speed.md.
+# Ran at 2ff3d6f to 112312b. Not maintained.
 """Profile LocalizedDiffusionEstimator.fit on a 12x12 lattice field: where the time goes.
 
 Scratch study for issue 13 part 5. Prints fit seconds split into training and

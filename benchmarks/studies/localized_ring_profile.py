@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/localized_speed.md (ring fields).
+# Ran at ed6b425. Not maintained.
 """Issue 13 part 5 study: default localized fit on ring fields of 256 and 1,024 sites, split by stage (cProfile)."""
 import cProfile, pstats, sys, time
 sys.path.insert(0, "benchmarks")

@@ -1,3 +1,5 @@
+# Record: benchmarks/results/studies/reference_mixture_alone.json.
+# Ran at c84aefc. Not maintained.
 """Study: the BIC mixture alone, fitted in the standardized or the Gaussianized space.
 
 For each data set of the density suite: held-out mean log-likelihood of the
@@ -45,7 +47,7 @@ def main():
             row[label + "_k"] = len(ref[0])
         rows.append(row)
         print(row, flush=True)
-    out = Path(__file__).resolve().parents[1] / "results" / "reference_mixture_alone.json"
+    out = Path(__file__).resolve().parents[1] / "results" / "studies" / "reference_mixture_alone.json"
     out.write_text(json.dumps(rows, indent=1))
 
 

@@ -1,6 +1,8 @@
+# Record: benchmarks/results/studies/tune_anomaly_scores.md (run 3).
+# Ran at 75f340d. Not maintained.
 """Per-noise-level score norms: which range and aggregation, which network.
 
-Usage (from ``benchmarks/``): ``python tune_score_levels.py SET1,SET2 'JSON list
+Usage: ``python benchmarks/studies/tune_score_levels.py SET1,SET2 'JSON list
 of BootstrappedScoreEstimator settings'``. Seed 0 of the ADBench protocol;
 prints the AUROC of the score norm averaged over level ranges (``mean``), of
 the mean log norm (``logm``), and of norms divided by their training median
@@ -9,11 +11,15 @@ per level (``nrm``), next to kNN.
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.metrics import roc_auc_score
-from adbench import split, DEFAULT_DATA, KNNDistance
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _adbench import DATA as DEFAULT_DATA, split  # noqa: E402
+from _peers import KNNDistance  # noqa: E402
 
 TIMES = np.logspace(-3, np.log10(3.0), 19)  # 1e-3 .. 3
 

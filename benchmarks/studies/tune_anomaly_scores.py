@@ -1,6 +1,8 @@
+# Record: benchmarks/results/studies/tune_anomaly_scores.md (runs 1 and 2).
+# Ran at 22c0501. Not maintained.
 """Which anomaly score and settings rank best: one fit, many scores.
 
-For each data set and seed of the ADBench protocol (see ``adbench.py``), fits
+For each data set and seed of the ADBench protocol (see ``_adbench.py``), fits
 one :class:`BootstrappedScoreEstimator` per setting and prints the AUROC of
 several anomaly scores of that same fit, next to kNN. Used to pick the
 defaults of :class:`DiffusionOutlierDetector`.
@@ -8,6 +10,7 @@ defaults of :class:`DiffusionOutlierDetector`.
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +18,10 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.metrics import roc_auc_score
 
-from adbench import DEFAULT_DATA, KNNDistance, split
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _adbench import DATA as DEFAULT_DATA  # noqa: E402
+from _adbench import split  # noqa: E402
+from _peers import KNNDistance  # noqa: E402
 
 SCORES = {
     "den[.01,1]": dict(method="denoising", noise_range=(0.01, 1.0)),

@@ -1,7 +1,9 @@
+# Record: none (a manual two-machine check; its output was not kept).
+# Ran at 3948d37. Not maintained.
 """Fit on a GPU and pickle, so the pickle can be loaded on a CPU-only machine.
 
-Run on a machine with CUDA: ``python benchmarks/gpu_roundtrip.py OUT_DIR``;
-then on a CPU-only machine ``python benchmarks/gpu_roundtrip.py --check OUT_DIR``.
+Run on a machine with CUDA: ``python benchmarks/studies/gpu_roundtrip.py OUT_DIR``;
+then on a CPU-only machine ``python benchmarks/studies/gpu_roundtrip.py --check OUT_DIR``.
 """
 
 import pickle

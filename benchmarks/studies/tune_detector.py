@@ -1,7 +1,9 @@
+# Record: benchmarks/results/studies/tune_anomaly_scores.md (run 4).
+# Ran at 747e2c2. Not maintained.
 """Tune the outlier detector's defaults on ADBench: per-level scores, cached.
 
 Fits one :class:`BootstrappedScoreEstimator` per (setting, data set, seed) of
-the ADBench protocol (``adbench.split``) and stores, for test rows and up to
+the ADBench protocol (``_adbench.split``) and stores, for test rows and up to
 2,000 training rows, the score norm and the denoising error at each of 19
 noise levels log-spaced in [0.001, 3] (optionally the test log-density and
 norms averaged over noise draws); the memorized score norm
@@ -12,12 +14,13 @@ no aggregation needs a refit.
 
 Usage (repository root)::
 
-    python benchmarks/tune_detector.py fit NAME 'JSON settings' [--seeds 0] [--n-jobs 2]
-    python benchmarks/tune_detector.py report NAME [NAME ...]
+    python benchmarks/studies/tune_detector.py fit NAME 'JSON settings' [--seeds 0] [--n-jobs 2]
+    python benchmarks/studies/tune_detector.py report NAME [NAME ...]
 """
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,9 +29,12 @@ from joblib import Parallel, delayed
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
-from adbench import DEFAULT_DATA, RESULTS, split
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _adbench import DATA as DEFAULT_DATA  # noqa: E402
+from _adbench import split  # noqa: E402
 
-CACHE = Path(__file__).resolve().parent / "results" / "tune_cache"
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "adbench.json"
+CACHE = Path(__file__).resolve().parents[1] / "results" / "tune_cache"
 TIMES = np.logspace(-3, np.log10(3.0), 19)
 PEERS = ("kNN", "LOF", "IForest", "KDE", "GMM", "ECOD")
 
