@@ -186,13 +186,18 @@ class TorchPickleMixin:
 
     Examples
     --------
-    >>> import pickle, torch
+    >>> import torch
     >>> from sklearn_diffusion._utils import TorchPickleMixin
     >>> class Holder(TorchPickleMixin):
     ...     pass
     >>> h = Holder()
     >>> h.model_ = torch.nn.Linear(2, 1)
-    >>> type(pickle.loads(pickle.dumps(h)).model_).__name__
+    >>> state = h.__getstate__()
+    >>> type(state["model_"]).__name__
+    'bytes'
+    >>> copy = Holder.__new__(Holder)
+    >>> copy.__setstate__(state)
+    >>> type(copy.model_).__name__
     'Linear'
     """
 
