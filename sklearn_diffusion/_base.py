@@ -173,10 +173,19 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
                                  reference=prep.reference)
         self.model_ = result.model.cpu().eval()
         if self._imputation_rounds and prep.has_missing:
-            result = self._refit_on_draws(prep.Z, prep.Z_stop, device, prep.seed)
+            def train(Z, Z_val, observed, observed_val):
+                return self._fit_model(
+                    to_tensor(Z, device), None if Z_val is None else to_tensor(Z_val, device),
+                    device, prep.seed, observed=to_tensor(observed, device),
+                    observed_val=None if Z_val is None else to_tensor(observed_val, device),
+                )
+
+            result = self._refit_on_draws(prep.Z, prep.Z_stop, prep.seed, train)
         self._record(result, prep)
         self.anomaly_seed_ = prep.anomaly_seed
         self._select_density(complete_rows(prep.Z_val))
+        # What refit_features compares the parameters with.
+        self._fit_params = self.get_params(deep=False)
         return self
 
     def _prepare(self, X, previous=None, columns=None):
@@ -195,31 +204,30 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         self.n_iter_ = len(result.loss_curve)
         self.best_iter_ = result.best_iter
 
-    def _refit_on_draws(self, Z, Z_val, device, seed):
+    def _refit_on_draws(self, Z, Z_val, seed, train):
         """Refit with the missing inputs filled by conditional draws of the current fit.
 
         The first fit holds a missing input at the column mean (MissDiff):
         at 30% MCAR in 64 columns the network then learns the score of rows
         with a fifth of their entries pinned at 0, not of the data. Here the
         missing entries of the training (and held-out) rows are drawn from
-        the fitted model given the observed ones, and the network is
-        trained again from the start on the filled rows, the loss still on
-        the observed entries only (one round of stochastic EM, Celeux and
-        Diebolt, 1985). The reference mixture is refitted on the filled rows.
+        the fitted model given the observed ones, and ``train(Z, Z_val,
+        observed, observed_val)`` (numpy rows and boolean masks) trains again
+        from the start on the filled rows, the loss still on the observed
+        entries only (one round of stochastic EM, Celeux and Diebolt, 1985).
         """
         def fill(rows, key):
             if rows is None:
                 return None, None
             missing = np.isnan(rows)
             draws = self._draw_model_space(rows, missing, key, 1, *FILL_SETTINGS)[0]
-            return to_tensor(np.where(missing, draws, rows), device), to_tensor(~missing, device)
+            return np.where(missing, draws, rows), ~missing
 
         result = None
         for round_ in range(self._imputation_rounds):
             key = int(np.random.default_rng([seed, round_]).integers(MAX_SEED))
             (Z_fill, observed), (Z_val_fill, observed_val) = fill(Z, key), fill(Z_val, key + 1)
-            result = self._fit_model(Z_fill, Z_val_fill, device, seed, observed=observed,
-                                     observed_val=observed_val)
+            result = train(Z_fill, Z_val_fill, observed, observed_val)
             self.model_ = result.model.cpu().eval()
         return result
 

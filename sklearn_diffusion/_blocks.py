@@ -77,6 +77,14 @@ def train_blocks(est, Z, Z_val, which, device, seed, observed=None, observed_val
     global_part = None
     if hasattr(est, "global_components_"):
         global_part = (est.global_components_, est.global_variances_)
+    def columns(mask, halo):
+        # A block whose columns are all observed trains exactly as on complete
+        # rows, so the refit round of an incomplete fit leaves it bit for bit
+        # as the first round made it (and refit_features can match a full fit).
+        if mask is None or mask[:, halo].all():
+            return None
+        return mask[:, halo]
+
     jobs = []
     for b in which:
         halo, local, core = block_view(windows, est.blocks_[b])
@@ -87,8 +95,7 @@ def train_blocks(est, Z, Z_val, which, device, seed, observed=None, observed_val
                 seed=int(seeds[b]), device=str(device),
                 training_kwargs={**training_kwargs, "description": f"block {b}"},
                 global_part=global_part,
-                observed=None if observed is None else observed[:, halo],
-                observed_val=None if observed_val is None else observed_val[:, halo],
+                observed=columns(observed, halo), observed_val=columns(observed_val, halo),
             )
         )
     # CUDA cannot be used in forked workers: blocks share the device through threads.

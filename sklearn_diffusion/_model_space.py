@@ -57,8 +57,11 @@ def location_scale(X):
     """
     peak = np.max(np.abs(X), axis=0)
     exponent = np.frexp(np.where(peak > 0, peak, 1.0))[1]
-    scaled = np.ldexp(X, -exponent)
-    mean_s, std_s = scaled.mean(axis=0), scaled.std(axis=0)
+    # Column by column along contiguous memory: a column's moments are then
+    # the same bits whatever other columns X has (and whether they have NaN),
+    # which refit_features needs to match a full fit.
+    scaled = np.ascontiguousarray(np.ldexp(X, -exponent).T)
+    mean_s, std_s = scaled.mean(axis=1), scaled.std(axis=1)
     eps = np.finfo(np.float64).eps
     constant = std_s <= 8 * eps * np.abs(mean_s)
     mean = np.ldexp(mean_s, exponent)

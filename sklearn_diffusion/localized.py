@@ -25,6 +25,18 @@ from .training import TrainingResult, average_curves
 __all__ = ["LocalizedDiffusionEstimator"]
 
 
+def _same_value(a, b):
+    """Whether two parameter values are the same (a ``RandomState`` only as itself)."""
+    if isinstance(a, np.random.RandomState) or isinstance(b, np.random.RandomState):
+        return a is b
+    if isinstance(a, str) or isinstance(b, str) or a is None or b is None:
+        return type(a) is type(b) and a == b
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except ValueError:  # ragged sequences
+        return False
+
+
 class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
     """Diffusion density estimator whose score is assembled from local sub-models.
 
@@ -371,14 +383,24 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         ``blocks_``) with a coordinate whose window holds a changed feature
         are trained again on ``X``; every other block keeps its weights bit
         for bit. Each block draws its seed from ``random_state`` by its
-        index, as in :meth:`fit`, so with an int ``random_state`` and the
-        same parameters the re-trained blocks are bit-identical to those of
-        a full ``fit(X)``; when only the columns ``features`` of ``X``
-        differ from the rows the model was fitted on, the whole model is
-        (with ``column_transform="gaussianize"``, as long as the new columns'
+        index, and the rows go through :meth:`fit`'s own preprocessing (the
+        same held-out split, clipped to the training range for early
+        stopping), so with an int ``random_state`` and the same parameters
+        the re-trained blocks are bit-identical to those of a full
+        ``fit(X)``; when only the columns ``features`` of ``X`` differ from
+        the rows the model was fitted on, the whole model is (with
+        ``column_transform="gaussianize"``, as long as the new columns'
         maps have as many knots as the others, the usual case for
         continuous data; otherwise they are resampled to that count, the
         same map).
+
+        With missing entries (NaN) in ``X``, the re-trained blocks also get
+        :meth:`fit`'s second round on the model's own conditional draws, so
+        the model is still a full fit's when the missing entries lie in the
+        columns ``features`` only. When other columns have missing entries
+        too, the draws come from untouched blocks of the earlier fit's
+        second round where a full fit would use its first: close to a full
+        fit, not bit-identical (``benchmarks/results/refit.md``).
 
         The column transform (``mean_``, ``scale_`` and the column maps) is
         fitted again for the columns ``features`` only: the untouched
@@ -410,12 +432,12 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Raises
         ------
         ValueError
-            On an unknown feature, an ``X`` with another number of features,
-            or when ``locality``, ``radius``, ``shared``, ``block_size`` or
-            ``hidden_layer_sizes`` changed since :meth:`fit` (the sub-models
-            would no longer fit together; call :meth:`fit`), or with a global
-            component (``n_global_components > 0``), which couples every
-            coordinate.
+            On an unknown feature or a ``features`` that is not 1-D, an
+            ``X`` with another number of features, when a parameter other
+            than ``n_jobs``, ``verbose`` or ``device`` changed since
+            :meth:`fit` (the re-trained sub-models would not fit with the
+            others; call :meth:`fit`), or with a global component
+            (``n_global_components > 0``), which couples every coordinate.
 
         Examples
         --------
@@ -435,46 +457,61 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
                           ensure_min_samples=2, ensure_all_finite="allow-nan")
         changed = self._feature_indices(features)
-        windows, _ = local_windows(self.locality, self.distances_, self.radius, shared=self.shared)
-        d = self.n_features_in_
-        if self.n_global_components > 0 or hasattr(self, "global_components_"):
-            raise ValueError(
-                "refit_features re-trains local sub-models only, but the global component "
-                "(n_global_components > 0) couples every coordinate; call fit instead."
-            )
-        n_blocks = self._n_blocks(d)
-        same_blocks = n_blocks == len(self.blocks_) and all(
-            np.array_equal(a, b)
-            for a, b in zip(np.array_split(np.arange(d), n_blocks), self.blocks_)
-        )
-        if not (same_blocks and np.array_equal(windows, self.model_.windows.numpy())
-                and tuple(self.hidden_layer_sizes) == self.model_.hidden_layer_sizes
-                and (self.column_transform == "gaussianize") == hasattr(self, "x_knots_")):
-            raise ValueError(
-                "refit_features needs the structure the model was fitted with: locality, "
-                "radius, shared, block_size, hidden_layer_sizes or column_transform changed "
-                "since fit; call fit instead."
-            )
+        self._check_unchanged_settings()
         # fit's own preprocessing, for the changed columns only: a re-trained
         # block sees exactly the rows, seed and held-out split a full fit gives it.
         prep = self._prepare(X, previous=ColumnMap.of(self), columns=changed)
         prep.column_map.set_on(self)
         device = resolve_device(self.device)
         self.device_ = str(device)
+        windows = self.model_.windows.numpy()
         touched = np.isin(windows, changed)
         which = [b for b, block in enumerate(self.blocks_) if touched[block].any()]
-        outputs = train_blocks(self, prep.Z, prep.Z_val, which, device, prep.seed)
-        # A new module, not an in-place edit: the previous model_ stays intact
-        # until the end, so a failure leaves it as it was.
-        result = self._assemble(outputs, which, "cpu", base=self.model_.state_dict())
+
+        def train(Z, Z_val, observed=None, observed_val=None):
+            # A new module, not an in-place edit: the previous model_ stays
+            # intact until the end, so a failure leaves it as it was.
+            outputs = train_blocks(self, Z, Z_val, which, device, prep.seed, observed,
+                                   observed_val)
+            return self._assemble(outputs, which, "cpu", base=self.model_.state_dict())
+
+        result = train(prep.Z, prep.Z_stop)
         self.model_ = result.model
+        if self._imputation_rounds and prep.has_missing:
+            result = self._refit_on_draws(prep.Z, prep.Z_stop, prep.seed, train)
         self._record(result, prep)
         self.smoothing_, self.smoothing_scores_ = self._select_smoothing(complete_rows(prep.Z_val))
         return self
 
+    #: Parameters refit_features may change: they do not shape the fitted model.
+    _refit_free_params = ("n_jobs", "verbose", "device")
+
+    def _check_unchanged_settings(self):
+        """Raise ``ValueError`` unless the parameters are those of the last fit (but for a few)."""
+        if self.n_global_components > 0 or hasattr(self, "global_components_"):
+            raise ValueError(
+                "refit_features re-trains local sub-models only, but the global component "
+                "(n_global_components > 0) couples every coordinate; call fit instead."
+            )
+        current = self.get_params(deep=False)
+        fitted = getattr(self, "_fit_params", current)
+        changed = [name for name in current if name not in self._refit_free_params
+                   and not _same_value(current[name], fitted.get(name))]
+        if changed:
+            raise ValueError(
+                "refit_features needs the structure and settings the model was fitted with, "
+                f"but {', '.join(changed)} changed since fit (re-trained sub-models would not "
+                "fit with the others); set them back, or call fit."
+            )
+
     def _feature_indices(self, features):
         """Sorted unique column indices of ``features`` (indices or names)."""
-        features = np.unique(np.asarray(features).ravel())
+        features = np.asarray(features)
+        if features.ndim > 1:
+            raise ValueError(
+                f"features must be a 1-D list of indices or names, got shape {features.shape}."
+            )
+        features = np.unique(features.ravel())
         if features.size == 0:
             raise ValueError("features must name at least one feature.")
         if features.dtype.kind in "OUS":

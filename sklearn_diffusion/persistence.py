@@ -376,6 +376,8 @@ def _restore(payload):
         estimator.estimator_ = inner
     else:
         estimator.model_ = _load_network(estimator, payload["weights"])
+        # The saved parameters stand for those of the fit (see refit_features).
+        estimator._fit_params = estimator.get_params(deep=False)
     return estimator
 
 

@@ -115,6 +115,72 @@ def test_changed_structure_is_refused(fitted):
             est.refit_features(X_new, [1])
 
 
+@pytest.mark.parametrize("params", [{"locality": "ring"}, {"locality": "auto"}, {"t_max": 2.0},
+                                    {"t_min": 0.0005}, {"max_iter": 31}, {"random_state": 1}])
+def test_changed_settings_are_refused(fitted, params):
+    # A ring's windows, or sub-models trained on other times or seeds, would be
+    # mixed with the fitted ones (the fitted distances_ hide a new locality).
+    X, X_new, old, _ = fitted
+    est = clone(old).fit(X).set_params(**params)
+    with pytest.raises(ValueError, match=f"structure.*{next(iter(params))} changed"):
+        est.refit_features(X_new, [1])
+
+
+def test_free_settings_and_a_saved_model_are_accepted(fitted, tmp_path):
+    from sklearn_diffusion import persistence
+
+    X, X_new, old, full = fitted
+    persistence.save(clone(old).fit(X), tmp_path / "model.skd")
+    est = persistence.load(tmp_path / "model.skd").set_params(n_jobs=1, verbose=0)
+    est.refit_features(X_new, [1, 4])
+    for (name, p), q in zip(full.model_.state_dict().items(), est.model_.state_dict().values()):
+        assert torch.equal(p, q), name
+    with pytest.raises(ValueError, match="radius changed"):
+        est.set_params(radius=2).refit_features(X_new, [1])
+
+
+def test_a_2d_feature_list_is_refused(fitted):
+    X, X_new, old, _ = fitted
+    with pytest.raises(ValueError, match="1-D"):
+        clone(old).fit(X).refit_features(X_new, [[1, 2], [3, 4]])
+
+
+def _held_out_rows(n, est):
+    # The rows fit holds out for early stopping: its first draws from random_state.
+    rng = np.random.RandomState(est.random_state)
+    rng.randint(2**31 - 1, size=2)
+    return rng.permutation(n)[: int(est.validation_fraction * n)]
+
+
+def test_refit_clips_held_out_rows_as_fit_does():
+    # Early stopping judges held-out rows clipped to the training range; a
+    # held-out reading far outside it must not steer the refit differently.
+    est = clone(EST).set_params(max_iter=300, n_iter_no_change=1)
+    X = chain()
+    X_new = X.copy()
+    X_new[:, 1] = 3.0 * X_new[:, 1] - 2.0
+    X_new[_held_out_rows(len(X), est)[0], 1] = 1e3
+    full = clone(est).fit(X_new)
+    refit = clone(est).fit(X).refit_features(X_new, [1])
+    for (name, p), q in zip(full.model_.state_dict().items(), refit.model_.state_dict().values()):
+        assert torch.equal(p, q), name
+
+
+def test_refit_with_missing_values_gets_fit_s_second_round():
+    # NaN in the changed column only: fit trains twice (the second time on its
+    # own draws) and so must the re-trained blocks; the model is then a full fit's.
+    X = chain()
+    X_new = X.copy()
+    X_new[:, 5] = 2.0 * X_new[:, 5] + 1.0
+    X_new[::4, 5] = np.nan
+    est = clone(EST).set_params(column_transform="gaussianize")
+    full = clone(est).fit(X_new)
+    refit = clone(est).fit(X).refit_features(X_new, [5])
+    for (name, p), q in zip(full.model_.state_dict().items(), refit.model_.state_dict().values()):
+        assert torch.equal(p, q), name
+    np.testing.assert_array_equal(refit.score_samples(X[:5]), full.score_samples(X[:5]))
+
+
 def test_refit_is_atomic(fitted, monkeypatch):
     X, X_new, old, _ = fitted
     est = clone(old).fit(X)
