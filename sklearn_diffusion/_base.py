@@ -460,7 +460,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         return sc.column_map.inverse(Z)
 
     def sample_conditional(self, X, *, n_samples=1, n_steps=32, n_resample=2, guidance=1.0,
-                           random_state=None):
+                           random_state=None, row_ids=None):
         """Draw the missing entries (NaN) of each row of ``X`` given its observed ones.
 
         An ancestral reverse-time sampler with the model's joint score, from
@@ -489,6 +489,10 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
             third of the cost, but the draws follow the observed entries poorly).
         random_state : int, RandomState instance or None, default=None
             Seed of the draws; the same value gives the same draws.
+        row_ids : array-like of int of shape (n_rows,), default=None
+            Extra keys of the rows' draws: identical rows with different ids
+            get independent draws (multiple imputation of repeated readings).
+            None keys each row by its content alone.
 
         Returns
         -------
@@ -500,9 +504,9 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         -----
         A row's draws depend on the row, the model and ``random_state``
         only: each (row, draw) pair's noise is seeded by ``random_state``,
-        the draw index and a hash of the row's values and missing pattern,
-        not by the other rows, their order or the chunking; two identical
-        rows get identical draws.
+        the draw index and a hash of the row's values and missing pattern
+        (and its ``row_ids`` entry), not by the other rows, their order or
+        the chunking; two identical rows without ids get identical draws.
 
         Examples
         --------
@@ -524,6 +528,10 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
                           ensure_all_finite="allow-nan").astype(np.float64)
         seed = int(check_random_state(random_state).randint(MAX_SEED))
+        if row_ids is not None:
+            row_ids = np.asarray(row_ids)
+            if row_ids.shape != (len(X),) or row_ids.dtype.kind not in "iu":
+                raise ValueError(f"row_ids must be {len(X)} integers, one per row of X.")
         missing = np.isnan(X)
         draws = np.repeat(X[None], n_samples, axis=0)
         rows = np.flatnonzero(missing.any(axis=1))
@@ -531,9 +539,12 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
             X, missing = X[rows], missing[rows]
             column_map = ColumnMap.of(self)
             Z = np.clip(np.nan_to_num(column_map.forward(X)[0]), -self._far, self._far)
-            # The row's identity: its values (NaN read as 0) and its missing pattern.
+            # The row's identity: its values (NaN read as 0), its id and its missing pattern.
+            content = np.where(missing, 0.0, X)
+            if row_ids is not None:
+                content = np.column_stack([content, row_ids[rows].astype(np.float64)])
             filled = self._draw_model_space(Z, missing, seed, n_samples, n_steps, n_resample,
-                                            float(guidance), content=np.where(missing, 0.0, X))
+                                            float(guidance), content=content)
             filled = column_map.inverse(filled.reshape(-1, X.shape[1])).reshape(filled.shape)
             draws[:, rows] = np.where(missing, filled, X)
         return draws

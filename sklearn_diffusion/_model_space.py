@@ -133,6 +133,30 @@ def observed_rows(X):
     return X
 
 
+def constant_values(X):
+    """Each column's value where all its observed entries are equal, NaN for the others.
+
+    Such a column carries no spread to model: ``sample``, conditional draws
+    and the imputer return it exactly (:meth:`ColumnMap.inverse`). A column
+    observed in one row only is constant by this rule, with a warning.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion._model_space import constant_values
+    >>> constant_values(np.array([[1.0, 2.0], [1.0, 3.0]])).tolist()
+    [1.0, nan]
+    """
+    low, high = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
+    single = np.flatnonzero((~np.isnan(X)).sum(axis=0) == 1)
+    if len(single):
+        warnings.warn(
+            f"Column(s) {single.tolist()} of X have a single observed value; they are modelled "
+            "as constant (sampled and imputed as that value).", UserWarning,
+        )
+    return np.where(low == high, low, np.nan)
+
+
 def discrete_gap(Z, max_levels=50):
     """Smallest gap between distinct values over the columns with few of them.
 
@@ -219,6 +243,8 @@ class ColumnMap:
     ``mean`` and ``scale`` (d,) standardize; ``x_knots`` and ``z_knots``
     (d, k), with the bandwidth and normal weight of the marginal behind
     them, tabulate the Gaussianizing maps of :mod:`~sklearn_diffusion.marginals`.
+    ``constants`` (d,) holds the value of each constant column (NaN for the
+    others), which :meth:`inverse` returns exactly.
 
     Examples
     --------
@@ -236,6 +262,7 @@ class ColumnMap:
     z_knots: Optional[np.ndarray] = None
     bandwidth: Optional[np.ndarray] = None
     normal_weight: Optional[np.ndarray] = None
+    constants: Optional[np.ndarray] = None
 
     @property
     def gaussian(self):
@@ -259,7 +286,11 @@ class ColumnMap:
         """Model-space rows (n, d) back on the scale of the data."""
         if self.gaussian:
             Z = degaussianize(Z, self.x_knots, self.z_knots)
-        return Z * self.scale + self.mean
+        X = Z * self.scale + self.mean
+        if self.constants is not None:
+            fixed = ~np.isnan(self.constants)
+            X[:, fixed] = self.constants[fixed]
+        return X
 
     @classmethod
     def of(cls, est):
@@ -267,7 +298,7 @@ class ColumnMap:
         knots = [getattr(est, name, None) for name in COLUMN_MAP_ATTRIBUTES]
         if est.column_transform_ != "gaussianize":
             knots = [None] * 4
-        return cls(est.mean_, est.scale_, *knots)
+        return cls(est.mean_, est.scale_, *knots, getattr(est, "constant_values_", None))
 
     def set_on(self, est):
         """Store the map as ``est``'s fitted attributes (and drop an earlier fit's maps)."""
@@ -279,6 +310,7 @@ class ColumnMap:
             else:
                 setattr(est, name, value)
         est.column_transform_ = self.name
+        est.constant_values_ = self.constants
 
 
 def choose_column_map(Z, Z_val, Z_g, Z_val_g, knots, seed):
@@ -370,16 +402,19 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
     """
     X = observed_rows(X.astype(np.float64, copy=False))
     mean, scale = observed_location_scale(X)
+    constants = constant_values(X if previous is None else X[:, columns])
     if previous is not None:
         mean = _splice(previous.mean, mean[columns], columns)
         scale = _splice(previous.scale, scale[columns], columns)
+        old = previous.constants if previous.constants is not None else np.full(len(mean), np.nan)
+        constants = _splice(old, constants, columns)
     seed, anomaly_seed = (int(s) for s in rng.randint(MAX_SEED, size=2))
     Z = (X - mean) / scale
     n_val = int(validation_fraction * len(Z))
     # Too few rows to hold any out: train on all of them, without stopping early.
     order = rng.permutation(len(Z))
     Z_val, Z = (Z[order[:n_val]], Z[order[n_val:]]) if n_val > 0 else (None, Z)
-    column_map, reference = ColumnMap(mean, scale), None
+    column_map, reference = ColumnMap(mean, scale, constants=constants), None
     if previous is not None:
         if previous.gaussian:
             knots = fit_gaussianizer(Z[:, columns], generator=make_generator(seed))
@@ -388,7 +423,7 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
                 mean, scale, _splice(previous.x_knots, x_new, columns),
                 _splice(previous.z_knots, z_new, columns),
                 _splice(previous.bandwidth, knots[2], columns),
-                _splice(previous.normal_weight, knots[3], columns),
+                _splice(previous.normal_weight, knots[3], columns), constants,
             )
             Z = gaussianize(Z, column_map.x_knots, column_map.z_knots)[0]
             if Z_val is not None:
@@ -403,7 +438,7 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
             if column_transform == "auto":
                 gaussian, reference = choose_column_map(Z, Z_val, Z_g, Z_val_g, knots, seed)
             if gaussian:
-                column_map = ColumnMap(mean, scale, *knots)
+                column_map = ColumnMap(mean, scale, *knots, constants)
                 Z, Z_val = Z_g, Z_val_g
         warn_if_near_discrete(Z, t_min)
     return Prepared(Z, Z_val, clip_to_training_range(Z_val, Z), column_map, seed, anomaly_seed,

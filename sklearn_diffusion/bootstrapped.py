@@ -149,6 +149,10 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Kernel bandwidth (in standard deviations) and weight of the column's
         normal fit in the marginal behind each column's map
         (``column_transform_ == "gaussianize"`` only).
+    constant_values_ : ndarray of shape (n_features,)
+        The value of each column whose observed training entries are all
+        equal (NaN for the others); ``sample``, ``sample_conditional`` and
+        the imputer return such a column exactly.
     smoothing_ : float
         Noise level of the returned density (see ``smoothing``).
     smoothing_scores_ : ndarray of shape (n_candidates,)

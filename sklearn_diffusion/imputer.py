@@ -41,6 +41,10 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         (the settings of ``benchmarks/results/impute.md``).
     sample_posterior : bool, default=False
         Fill with one conditional draw instead of the mean of ``n_samples``.
+        A draw is keyed by the row's content and its position in ``X``:
+        identical rows get independent draws, and a row's draw depends on
+        its position (not on the other rows' values). The mean fill is keyed
+        by content alone: identical rows get the same fill.
     n_samples : int, default=10
         Draws averaged into the fill when ``sample_posterior=False``. The
         mean of ``n`` draws adds ``1 / n`` of the conditional variance to the
@@ -192,10 +196,15 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         n_draws = 1 if self.sample_posterior else self.n_samples
         for part in chunks(len(rows), self._chunk_rows):
             index = rows[part]
+            # A posterior draw is keyed by the row's position too, so identical
+            # rows get independent draws (multiple imputation needs them).
+            ids = {"row_ids": index} if self.sample_posterior else {}
             draws = self.estimator_.sample_conditional(
-                X[index], n_samples=n_draws, n_resample=self.n_resample, random_state=seed
+                X[index], n_samples=n_draws, n_resample=self.n_resample, random_state=seed, **ids
             )
-            X[index] = np.where(missing[index], draws.mean(axis=0), X[index])
+            # Identical draws (a constant column) give their value, not a rounded mean.
+            fill = np.where(draws.min(axis=0) == draws.max(axis=0), draws[0], draws.mean(axis=0))
+            X[index] = np.where(missing[index], fill, X[index])
         return X
 
     def __sklearn_tags__(self):

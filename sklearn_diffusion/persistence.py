@@ -66,6 +66,7 @@ _MODEL_ATTRIBUTES = {
     "z_knots_": ("finite", ("d", "k")),
     "column_bandwidth_": ("positive", ("d",)),
     "column_normal_weight_": ("finite", ("d",)),
+    "constant_values_": ("float", ("d",)),
     "loss_curve_": ("float", (None,)),
     "validation_loss_curve_": ("float", (None,)),
     "n_iter_": ("count", None),
@@ -105,7 +106,8 @@ _ATTRIBUTES = {
     },
 }
 _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
-             "column_normal_weight_", "reference_", "global_components_", "global_variances_"}
+             "column_normal_weight_", "constant_values_", "reference_", "global_components_",
+             "global_variances_"}
 
 
 class _Malformed(Exception):

@@ -210,3 +210,75 @@ def test_locality_as_dataframe_or_transposed_array():
         est = LocalizedDiffusionEstimator(**FAST, radius=1, locality=locality).fit(X)
         assert np.all(np.diag(est.distances_) == 0)
         np.testing.assert_array_equal(est.score_samples(X), reference.score_samples(X))
+
+
+# ------------------------------------- 8. degenerate columns (issue 29)
+SMALL = dict(hidden_layer_sizes=(16,), max_iter=60, n_steps=4, n_networks=1, random_state=0)
+
+
+def test_a_constant_table_samples_its_only_row():
+    row = np.array([0.126, -0.0045, 0.366])
+    est = BootstrappedScoreEstimator(**SMALL).fit(np.tile(row, (100, 1)))
+    np.testing.assert_array_equal(est.sample(20, random_state=0), np.tile(row, (20, 1)))
+    np.testing.assert_array_equal(est.constant_values_, row)
+
+
+@pytest.mark.parametrize("value", [-0.0045, 1e-6])
+def test_a_constant_column_with_gaps_is_imputed_as_its_value(value):
+    from sklearn_diffusion import DiffusionImputer
+
+    Xc = np.random.default_rng(1).normal(size=(100, 3))
+    Xc[:, 1] = value
+    Xc[::2, 1] = np.nan
+    filled = DiffusionImputer(BootstrappedScoreEstimator(**SMALL), n_samples=3,
+                              random_state=0).fit(Xc).transform(Xc)
+    assert np.all(filled[:, 1] == value)
+    draws = BootstrappedScoreEstimator(**SMALL).fit(Xc).sample_conditional(
+        Xc[:4], n_samples=2, random_state=0)
+    assert np.all(draws[..., 1] == value)
+
+
+def test_a_column_observed_once_warns_and_is_imputed_as_that_value():
+    from sklearn_diffusion import DiffusionImputer
+
+    Xc = np.random.default_rng(2).normal(size=(100, 3))
+    Xc[1:, 0] = np.nan
+    with pytest.warns(UserWarning, match=r"Column\(s\) \[0\] of X have a single observed value"):
+        imputer = DiffusionImputer(BootstrappedScoreEstimator(**SMALL), n_samples=2,
+                                   random_state=0).fit(Xc)
+    assert np.all(imputer.transform(Xc)[:, 0] == Xc[0, 0])
+
+
+def test_a_column_s_standardization_ignores_the_other_columns():
+    # What lets refit_features match a full fit when another column gains NaN.
+    from sklearn_diffusion._model_space import location_scale, observed_location_scale
+
+    Xc = np.cumsum(np.random.default_rng(3).normal(size=(500, 6)), axis=1) * [1, 10, 1e3, 1, 2, 3]
+    mean, scale = location_scale(Xc)
+    gappy = Xc.copy()
+    gappy[::3, 2] = np.nan
+    for moments in (location_scale(Xc[:, [0, 1, 3, 4, 5]]), observed_location_scale(gappy)):
+        keep = slice(None) if len(moments[0]) == 5 else [0, 1, 3, 4, 5]
+        np.testing.assert_array_equal(moments[0][keep], mean[[0, 1, 3, 4, 5]])
+        np.testing.assert_array_equal(moments[1][keep], scale[[0, 1, 3, 4, 5]])
+
+
+# ----------------------------------- 9. posterior draws (issue 29, item 10)
+def test_identical_rows_get_independent_posterior_draws():
+    from sklearn_diffusion import DiffusionImputer
+
+    imputer = DiffusionImputer(BootstrappedScoreEstimator(**SMALL), sample_posterior=True,
+                               random_state=0).fit(X)
+    filled = imputer.transform(np.full((50, 4), np.nan))
+    assert len(np.unique(filled, axis=0)) == 50
+    # A draw depends on the row's position, not on the other rows' values.
+    rows = np.full((3, 4), np.nan)
+    other = rows.copy()
+    other[1] = X[0]
+    assert np.array_equal(imputer.transform(rows)[[0, 2]], imputer.transform(other)[[0, 2]])
+    # The mean fill stays a function of the row alone.
+    mean_fill = DiffusionImputer(BootstrappedScoreEstimator(**SMALL), n_samples=2,
+                                 random_state=0).fit(X).transform(np.full((3, 4), np.nan))
+    assert len(np.unique(mean_fill, axis=0)) == 1
+    with pytest.raises(ValueError, match="row_ids"):
+        imputer.estimator_.sample_conditional(rows, row_ids=[0, 1])
