@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._conditional import FILL_SETTINGS, draw_model_space
+from ._conditional import FILL_SETTINGS, draw_model_space, refit_on_draws
 from ._model_space import ColumnMap, Scorer, complete_rows, prepare
 from ._selection import select_smoothing, smoothing_candidates
 from ._utils import (
@@ -158,8 +158,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         Raises
         ------
         TrainingDivergedError
-            When training diverges (the loss or the network's weights or
-            outputs stop being finite).
+            When the loss or the network's weights or outputs stop being finite.
         """
         self._check_settings()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2,
@@ -205,31 +204,16 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         self.best_iter_ = result.best_iter
 
     def _refit_on_draws(self, Z, Z_val, seed, train):
-        """Refit with the missing inputs filled by conditional draws of the current fit.
+        """Train again on rows filled by ``model_``'s draws (:func:`~._conditional.refit_on_draws`)."""
+        def draw(rows, missing, key):
+            return self._draw_model_space(rows, missing, key, 1, *FILL_SETTINGS)[0]
 
-        The first fit holds a missing input at the column mean (MissDiff):
-        at 30% MCAR in 64 columns the network then learns the score of rows
-        with a fifth of their entries pinned at 0, not of the data. Here the
-        missing entries of the training (and held-out) rows are drawn from
-        the fitted model given the observed ones, and ``train(Z, Z_val,
-        observed, observed_val)`` (numpy rows and boolean masks) trains again
-        from the start on the filled rows, the loss still on the observed
-        entries only (one round of stochastic EM, Celeux and Diebolt, 1985).
-        """
-        def fill(rows, key):
-            if rows is None:
-                return None, None
-            missing = np.isnan(rows)
-            draws = self._draw_model_space(rows, missing, key, 1, *FILL_SETTINGS)[0]
-            return np.where(missing, draws, rows), ~missing
+        def step(*rows_and_masks):
+            result = train(*rows_and_masks)
+            self.model_ = result.model.cpu().eval()  # the next round draws from it
+            return result
 
-        result = None
-        for round_ in range(self._imputation_rounds):
-            key = int(np.random.default_rng([seed, round_]).integers(MAX_SEED))
-            (Z_fill, observed), (Z_val_fill, observed_val) = fill(Z, key), fill(Z_val, key + 1)
-            result = train(Z_fill, Z_val_fill, observed, observed_val)
-            self.model_ = result.model.cpu().eval()
-        return result
+        return refit_on_draws(draw, step, Z, Z_val, seed, self._imputation_rounds)
 
     def _check_settings(self):  # also run by persistence.load
         check_settings(self)
@@ -311,12 +295,9 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         Raises
         ------
         ValueError
-            When ``X`` has a missing entry (NaN). The log-density of a row's
-            observed coordinates alone (the marginal) is the model's density
-            integrated over the missing ones, which the probability-flow ODE
-            does not give; fill them with
-            :class:`~sklearn_diffusion.DiffusionImputer` or draw them with
-            :meth:`sample_conditional` first.
+            When ``X`` has a missing entry (NaN): the density of the observed
+            coordinates alone (the marginal) is not what the ODE gives; fill
+            them with :class:`~sklearn_diffusion.DiffusionImputer` first.
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
@@ -478,15 +459,13 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         n_samples : int, default=1
             Draws per row.
         n_steps : int, default=32
-            Time steps, uniform in ``log t`` (16, 32 and 64 gave 76%, 89%
-            and 94% of a Gaussian's conditional variance;
-            ``benchmarks/results/impute_tuning.md``).
+            Time steps, uniform in ``log t`` (16, 32 and 64 gave 76%, 89% and
+            94% of a Gaussian's conditional variance; ``results/studies/impute_tuning.md``).
         n_resample : int, default=2
-            Visits of each time step, with a jump back by the forward process
-            in between (RePaint); the cost grows linearly with it.
+            Visits of each time step, with a jump back in between (RePaint).
         guidance : float, default=1.0
-            Weight of the guidance correction; 0 is plain replacement (a
-            third of the cost, but the draws follow the observed entries poorly).
+            Weight of the guidance; 0 is plain replacement (a third of the
+            cost, but the draws follow the observed entries poorly).
         random_state : int, RandomState instance or None, default=None
             Seed of the draws; the same value gives the same draws.
         row_ids : array-like of int of shape (n_rows,), default=None
@@ -497,8 +476,8 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         Returns
         -------
         draws : ndarray of shape (n_samples, n_rows, n_features)
-            ``draws[k]`` is the ``k``-th draw of every row; the observed
-            entries of ``X`` are returned exactly.
+            ``draws[k]`` is the ``k``-th draw of every row; observed entries
+            come back exactly.
 
         Notes
         -----

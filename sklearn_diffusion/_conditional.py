@@ -12,6 +12,7 @@ import hashlib
 import numpy as np
 
 from ._utils import chunks, map_chunks, to_tensor
+from ._validation import MAX_SEED
 from .sampling import conditional_noise_draws, conditional_sde
 
 #: Sampler settings of the draws that fill the training rows of an
@@ -83,3 +84,42 @@ def draw_model_space(score_fn, Z, missing, *, seed, n_samples, n_steps, n_resamp
         result = map_chunks(piece, to_tensor(packed, device), len(index))
         out[part] = result.cpu().numpy().astype(np.float64)
     return out.reshape(n_samples, n, d)
+
+
+def refit_on_draws(draw, train, Z, Z_val, seed, rounds):
+    """Train again on rows whose missing entries are drawn from the current fit.
+
+    The first fit holds a missing input at the column mean (MissDiff): at
+    30% MCAR in 64 columns the network then learns the score of rows with a
+    fifth of their entries pinned at 0, not of the data. Each round draws
+    the missing entries of the training rows ``Z`` and held-out rows
+    ``Z_val`` (model space, NaN at missing entries) with ``draw(rows,
+    missing, key)`` given the observed ones, and calls ``train(Z_fill,
+    Z_val_fill, observed, observed_val)`` (boolean masks), which trains from
+    the start with the loss on the observed entries only and returns a
+    ``TrainingResult`` (and updates the model ``draw`` uses): one round of
+    stochastic EM (Celeux and Diebolt, 1985). Returns the last result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion._conditional import refit_on_draws
+    >>> Z = np.array([[0.0, np.nan], [1.0, 2.0]])
+    >>> seen = []
+    >>> _ = refit_on_draws(lambda rows, missing, key: np.ones_like(rows),
+    ...                    lambda *args: seen.append(args), Z, None, seed=0, rounds=1)
+    >>> seen[0][0].tolist(), seen[0][2].tolist()
+    ([[0.0, 1.0], [1.0, 2.0]], [[True, False], [True, True]])
+    """
+    def fill(rows, key):
+        if rows is None:
+            return None, None
+        missing = np.isnan(rows)
+        return np.where(missing, draw(rows, missing, key), rows), ~missing
+
+    result = None
+    for round_ in range(rounds):
+        key = int(np.random.default_rng([seed, round_]).integers(MAX_SEED))
+        (Z_fill, observed), (Z_val_fill, observed_val) = fill(Z, key), fill(Z_val, key + 1)
+        result = train(Z_fill, Z_val_fill, observed, observed_val)
+    return result

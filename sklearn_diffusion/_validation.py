@@ -122,6 +122,40 @@ def check_settings(est):
         )
 
 
+def _same_value(a, b):
+    # A RandomState is the same only as itself (its state moves with every draw).
+    if isinstance(a, np.random.RandomState) or isinstance(b, np.random.RandomState):
+        return a is b
+    if isinstance(a, str) or isinstance(b, str) or a is None or b is None:
+        return type(a) is type(b) and a == b
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except ValueError:  # ragged sequences
+        return False
+
+
+def changed_params(est, exempt=()):
+    """Names of ``est``'s parameters that differ from those of its last fit (``_fit_params``).
+
+    A fit records ``get_params(deep=False)`` in ``_fit_params``; an estimator
+    without the record counts as unchanged. Parameters in ``exempt`` are
+    not compared.
+
+    Examples
+    --------
+    >>> from sklearn.neighbors import KernelDensity
+    >>> from sklearn_diffusion._validation import changed_params
+    >>> kde = KernelDensity(bandwidth=1.0)
+    >>> kde._fit_params = kde.get_params(deep=False)
+    >>> changed_params(kde.set_params(bandwidth=2.0, leaf_size=10), exempt=("leaf_size",))
+    ['bandwidth']
+    """
+    current = est.get_params(deep=False)
+    fitted = getattr(est, "_fit_params", current)
+    return [name for name in current
+            if name not in exempt and not _same_value(current[name], fitted.get(name))]
+
+
 def atomic_fit(fit):
     """Make ``fit`` all-or-nothing: on any exception the estimator is restored.
 

@@ -11,7 +11,7 @@ from ._base import BaseDiffusionEstimator
 from ._blocks import stack_states, train_blocks
 from ._model_space import ColumnMap, complete_rows
 from ._utils import resolve_device
-from ._validation import atomic_fit
+from ._validation import atomic_fit, changed_params
 from .hybrid import hybrid_model, principal_directions
 from .localization import (
     LocalNoiseModel,
@@ -23,18 +23,6 @@ from .localization import (
 from .training import TrainingResult, average_curves
 
 __all__ = ["LocalizedDiffusionEstimator"]
-
-
-def _same_value(a, b):
-    """Whether two parameter values are the same (a ``RandomState`` only as itself)."""
-    if isinstance(a, np.random.RandomState) or isinstance(b, np.random.RandomState):
-        return a is b
-    if isinstance(a, str) or isinstance(b, str) or a is None or b is None:
-        return type(a) is type(b) and a == b
-    try:
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    except ValueError:  # ragged sequences
-        return False
 
 
 class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
@@ -497,10 +485,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
                 "refit_features re-trains local sub-models only, but the global component "
                 "(n_global_components > 0) couples every coordinate; call fit instead."
             )
-        current = self.get_params(deep=False)
-        fitted = getattr(self, "_fit_params", current)
-        changed = [name for name in current if name not in self._refit_free_params
-                   and not _same_value(current[name], fitted.get(name))]
+        changed = changed_params(self, exempt=self._refit_free_params)
         if changed:
             raise ValueError(
                 "refit_features needs the structure and settings the model was fitted with, "
