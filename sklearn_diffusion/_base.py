@@ -204,7 +204,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         self.best_iter_ = result.best_iter
 
     def _refit_on_draws(self, Z, Z_val, seed, train):
-        """Train again on rows filled by draws of ``model_``; see ``_conditional.refit_on_draws``."""
+        """Train again on rows filled by draws of ``model_`` (``_conditional.refit_on_draws``)."""
         def draw(rows, missing, key):
             return self._draw_model_space(rows, missing, key, 1, *FILL_SETTINGS)[0]
 
