@@ -101,7 +101,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
     _noise_budget = 2**22
 
     #: Rounds of :meth:`_refit_on_draws` on incomplete rows (two were within
-    #: 0.01 RMSE of one; ``benchmarks/results/impute_refit.md``).
+    #: 0.01 RMSE of one; ``benchmarks/results/studies/impute_refit.md``).
     _imputation_rounds = 1
 
     # ------------------------------------------------------------- hooks
@@ -460,7 +460,8 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
             Draws per row.
         n_steps : int, default=32
             Time steps, uniform in ``log t`` (16, 32 and 64 gave 76%, 89% and
-            94% of a Gaussian's conditional variance; ``results/studies/impute_tuning.md``).
+            94% of a Gaussian's conditional variance;
+            ``benchmarks/results/studies/impute_tuning.md``).
         n_resample : int, default=2
             Visits of each time step, with a jump back in between (RePaint).
         guidance : float, default=1.0

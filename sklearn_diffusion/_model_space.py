@@ -207,7 +207,7 @@ def clip_to_training_range(Z_val, Z):
     rows, and the squared error at an entry beyond every training value of
     its column grows without bound with the distance: two such pixels kept
     a digits fit at 30% MCAR at step 100 of 1,500
-    (``benchmarks/results/impute_refit.md``). Clipped, such a row still
+    (``benchmarks/results/studies/impute_refit.md``). Clipped, such a row still
     counts, at the edge of the training range. The likelihood-based choices
     (smoothing, column map) see the rows as they are. NaN stays NaN; None
     gives None.

@@ -126,7 +126,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         (the probability-flow ODE of the mean score is still a normalized
         density). Each one costs a full fit. Two networks beat one on 31 of
         the 36 data sets of ``benchmarks/density.py`` (up to +16 nats on
-        musk, -0.14 at worst; ``benchmarks/results/density_n_networks.md``).
+        musk, -0.14 at worst; ``benchmarks/results/studies/density_n_networks.md``).
     device : str or torch.device, default="auto"
         ``"auto"`` uses a CUDA GPU when there is one.
     random_state : int, RandomState instance or None, default=None

@@ -56,7 +56,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         closely, at a cost of the draws linear in it. 2 against 1: RMSE
         0.756 to 0.691 on circle-4d at 30% MCAR and 0.404 to 0.332 on the
         mixture with dropout, lower in 5 of 6 benchmark cases, for 4% to 18%
-        more time (``benchmarks/results/impute_tuning.md``).
+        more time (``benchmarks/results/studies/impute_tuning.md``).
     random_state : int, RandomState instance or None, default=None
         Seeds the draws of ``transform`` (the same value gives the same
         fill) and, when the estimator's own ``random_state`` is None, its
@@ -87,7 +87,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     stochastic EM). With the estimator's default reference mixture and
     column map, that took the mean RMSE rank among the five methods of
     ``benchmarks/impute.py`` from 2.14 to 1.73
-    (``benchmarks/results/impute_refit.md``). Conditional draws replace the
+    (``benchmarks/results/studies/impute_refit.md``). Conditional draws replace the
     observed coordinates by forward-noised copies of their values at every step of
     an ancestral reverse-time sampler and correct the denoised guess of the
     missing ones by its error on the observed ones (reconstruction

@@ -191,7 +191,7 @@ def conditional_sde(score_fn, x0, observed, *, t_min, t_max, n_steps, n_resample
         (truth 0.098) 0.098, 0.112 and 0.125. But a learned model's draws
         are already wider (a 2-D Gaussian model of 600 incomplete rows: 0.43
         to 0.47 with 0, 0.47 to 0.52 with 0.5, 2 visits), so the default
-        stays 0 (``benchmarks/results/impute_tuning.md``).
+        stays 0 (``benchmarks/results/studies/impute_tuning.md``).
     generator : torch.Generator, default=None
         Source of the draws when ``noise`` is None.
     noise : Tensor of shape (n, k, d), default=None
