@@ -53,7 +53,7 @@ def parser(doc, name, quick, threads=None, n_jobs=None, merge=True):
     p = argparse.ArgumentParser(description=first, epilog=rest.strip() or None,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     shared = p.add_argument_group("shared flags (benchmarks/README.md)")
-    shared.add_argument("--quick", action="store_true", help=quick)
+    shared.add_argument("--quick", action="store_true", help=quick.replace("%", "%%"))
     shared.add_argument("--out", metavar="NAME", default=None,
                         help=f"write results/NAME.{{md,json}} (default {name}; {name}_quick "
                              "with --quick)")
