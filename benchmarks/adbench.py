@@ -164,7 +164,7 @@ def main(argv=None):
         footer += " (the last run's wall clock; rows merged with --merge)"
     print(text)
     print(f"\n{footer}")
-    command = shlex.join(["python", f"benchmarks/adbench.py",
+    command = shlex.join(["python", "benchmarks/adbench.py",
                           *(sys.argv[1:] if argv is None else argv)])
     md = (f"# ADBench: `{command}`\n\nAUROC of `-score_samples` on held-out normals and all "
           f"anomalies (`_adbench.split`), peers in the same run; diffusion parameters "

@@ -87,7 +87,7 @@ def main(argv=None):
               f"detector fit+score {sum(r['seconds'] for r in runs):.0f} s in all")
     text = "\n".join(lines)
     print(text + f"\n\n{footer}")
-    command = shlex.join(["python", f"benchmarks/heldout_check.py",
+    command = shlex.join(["python", "benchmarks/heldout_check.py",
                           *(sys.argv[1:] if argv is None else argv)])
     md = (f"# Defaults on data not used for tuning: `{command}`\n\n"
           "One class of a scikit-learn data set as the normal rows, all other rows as "
