@@ -210,7 +210,7 @@ def test_score_samples_on_nan_is_a_clear_error():
 def test_conditional_sde_with_the_exact_score_matches_the_gaussian_conditional():
     # x_2 | x_1 = 1.5 is N(1.2, 0.36) for correlation 0.8. With the exact
     # score the sampler's own error (32 steps, guidance 1) is a mean 0.07 low
-    # and a variance about 10% low (see benchmarks/results/
+    # and a variance about 10% low (see benchmarks/results/studies/
     # impute_sampler_gaussian.md); 4,000 draws add a standard error of 0.01
     # on the mean and 2% on the variance. Tolerances: 0.1 and 20%.
     n = 4000
