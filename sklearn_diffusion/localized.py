@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._base import BaseDiffusionEstimator
 from ._blocks import stack_states, train_blocks
 from ._model_space import ColumnMap, complete_rows
+from ._threads import torch_threads
 from ._utils import resolve_device
 from ._validation import atomic_fit, changed_params
 from .hybrid import hybrid_model, principal_directions
@@ -368,6 +369,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     @atomic_fit
+    @torch_threads()
     def refit_features(self, X, features):
         """Re-train only the sub-models whose neighbourhood contains any of ``features``.
 
@@ -392,7 +394,8 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         columns ``features`` only. When other columns have missing entries
         too, the draws come from untouched blocks of the earlier fit's
         second round where a full fit would use its first: close to a full
-        fit, not bit-identical (``benchmarks/results/refit.md``).
+        fit, not bit-identical (a 12-column chain with 10% of every column
+        missing: 0.024 nats per row on average, 0.12 at most).
 
         The column transform (``mean_``, ``scale_`` and the column maps) is
         fitted again for the columns ``features`` only: the untouched
