@@ -25,6 +25,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from ._conditional import FILL_SETTINGS, draw_model_space, refit_on_draws
 from ._model_space import ColumnMap, Scorer, complete_rows, prepare
 from ._selection import select_smoothing, smoothing_candidates
+from ._threads import layer_work, torch_threads
 from ._utils import (
     TorchPickleMixin,
     inference_device,
@@ -43,6 +44,15 @@ from .training import check_finite_model
 
 # Older names, kept for code that imported them from here.
 _MAX_SEED = MAX_SEED
+
+
+def _training_work(est, X, y=None):
+    """Multiply-adds of the widest layer per training step (the thread policy's size hint)."""
+    try:
+        d = np.shape(X)[1]
+        return layer_work(min(est.batch_size, len(X)), (d, *est.hidden_layer_sizes, d))
+    except (TypeError, ValueError, IndexError):  # input fit is about to refuse
+        return None
 
 
 class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, metaclass=ABCMeta):
@@ -131,6 +141,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
     # --------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
     @atomic_fit
+    @torch_threads(work=_training_work)
     def fit(self, X, y=None):
         """Fit the score model on the rows of ``X``.
 
@@ -271,6 +282,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return ColumnMap.of(self).forward(X)
 
+    @torch_threads()
     def score_samples(self, X):
         """Log-density of each row of ``X`` under the fitted model.
 
@@ -317,6 +329,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
 
         return sc.map_rows(piece, X)
 
+    @torch_threads()
     def anomaly_score(self, X, *, method="score_norm", n_levels=16, noise_range=(0.001, 1.0)):
         """Anomaly score of each row of ``X``: higher is more anomalous.
 
@@ -402,6 +415,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         """
         return float(np.mean(self.score_samples(X)))
 
+    @torch_threads()
     def sample(self, n_samples=1, random_state=None):
         """Draw new rows from the fitted model.
 
@@ -440,6 +454,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
             Z[broad.cpu().numpy()] = extra[broad].cpu().numpy()
         return sc.column_map.inverse(Z)
 
+    @torch_threads()
     def sample_conditional(self, X, *, n_samples=1, n_steps=32, n_resample=2, guidance=1.0,
                            random_state=None, row_ids=None):
         """Draw the missing entries (NaN) of each row of ``X`` given its observed ones.

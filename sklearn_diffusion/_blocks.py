@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from sklearn.utils.parallel import Parallel, delayed
 
+from ._threads import threaded_worker
 from ._utils import make_generator, to_tensor
 from ._validation import MAX_SEED
 from .hybrid import hybrid_model
@@ -89,7 +90,7 @@ def train_blocks(est, Z, Z_val, which, device, seed, observed=None, observed_val
     for b in which:
         halo, local, core = block_view(windows, est.blocks_[b])
         jobs.append(
-            delayed(fit_block)(
+            delayed(threaded_worker(fit_block))(
                 Z[:, halo], None if Z_val is None else Z_val[:, halo], local, core,
                 centre_slot, hidden_layer_sizes=hidden, shared=est.shared,
                 seed=int(seeds[b]), device=str(device),

@@ -8,8 +8,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import MAX_SEED, atomic_fit
+from ._threads import torch_threads
 from ._utils import chunks
+from ._validation import MAX_SEED, atomic_fit
 from .bootstrapped import BootstrappedScoreEstimator
 
 __all__ = ["DiffusionImputer"]
@@ -142,6 +143,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         prefer_skip_nested_validation=False
     )
     @atomic_fit
+    @torch_threads()
     def fit(self, X, y=None):
         """Fit a copy of ``estimator`` on the incomplete rows of ``X``.
 
@@ -170,6 +172,7 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.estimator_ = estimator.fit(X)
         return self
 
+    @torch_threads()
     def transform(self, X):
         """Fill the missing entries (NaN) of ``X``.
 

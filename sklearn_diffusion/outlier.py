@@ -9,8 +9,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import atomic_fit, check_noise_range
+from ._threads import torch_threads
 from ._utils import chunks, to_tensor
+from ._validation import atomic_fit, check_noise_range
 from .anomaly import anomaly_times, coordinate_score_norm, empirical_score_norm
 from .bootstrapped import BootstrappedScoreEstimator
 
@@ -194,6 +195,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=False)
     @atomic_fit
+    @torch_threads()
     def fit(self, X, y=None):
         """Fit the density model on ``X`` and set the threshold ``offset_``.
 
@@ -276,6 +278,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
 
         return np.concatenate([piece(X[rows]) for rows in chunks(len(X), self._chunk_size)])
 
+    @torch_threads()
     def score_samples(self, X):
         """Normality score of each row: higher is more normal.
 
@@ -296,6 +299,7 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return self._raw_score_samples(X)
 
+    @torch_threads()
     def feature_scores(self, X):
         """How much each feature makes its row abnormal: higher is more responsible.
 
