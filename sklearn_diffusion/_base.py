@@ -26,15 +26,8 @@ from ._conditional import FILL_SETTINGS, draw_model_space, refit_on_draws
 from ._model_space import ColumnMap, Scorer, complete_rows, prepare
 from ._selection import select_smoothing, smoothing_candidates
 from ._threads import layer_work, torch_threads
-from ._utils import (
-    TorchPickleMixin,
-    inference_device,
-    make_generator,
-    map_chunks,
-    model_on,
-    resolve_device,
-    to_tensor,
-)
+from ._utils import (TorchPickleMixin, inference_device, make_generator, map_chunks, model_on,
+                     resolve_device, to_tensor)
 from ._validation import MAX_SEED, atomic_fit, check_count, check_noise_range, check_settings
 from .anomaly import anomaly_times, denoising_error, score_norm
 from .likelihood import smoothed_log_density
@@ -42,8 +35,7 @@ from .networks import score_from_noise
 from .sampling import SAMPLERS
 from .training import check_finite_model
 
-# Older names, kept for code that imported them from here.
-_MAX_SEED = MAX_SEED
+_MAX_SEED = MAX_SEED  # the older name, for code that imported it from here
 
 
 def _training_work(est, X, y=None):
@@ -171,7 +163,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         TrainingDivergedError
             When the loss or the network's weights or outputs stop being finite.
         """
-        self._check_settings()
+        check_settings(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2,
                           ensure_all_finite="allow-nan")
         prep = self._prepare(X)
@@ -225,9 +217,6 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
             return result
 
         return refit_on_draws(draw, step, Z, Z_val, seed, self._imputation_rounds)
-
-    def _check_settings(self):  # also run by persistence.load
-        check_settings(self)
 
     def _training_kwargs(self):
         """Keyword arguments of :func:`~sklearn_diffusion.training.fit_noise_model`."""
@@ -515,9 +504,8 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         ((3, 1, 2), [0.5, 0.5, 0.5])
         """
         check_is_fitted(self)
-        n_samples = check_count("n_samples", n_samples)
-        n_resample = check_count("n_resample", n_resample)
-        n_steps = check_count("n_steps", n_steps)
+        n_samples, n_resample, n_steps = (check_count(name, value) for name, value in (
+            ("n_samples", n_samples), ("n_resample", n_resample), ("n_steps", n_steps)))
         if isinstance(guidance, bool) or not isinstance(guidance, Real) or not guidance >= 0:
             raise ValueError(f"guidance must be a non-negative number, got {guidance!r}.")
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,

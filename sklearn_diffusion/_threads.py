@@ -1,23 +1,15 @@
 """How many torch threads the public methods use, and a global config to choose (L0).
 
-Torch's intra-op threads busy-wait for each other. When the machine has fewer
-free cores than torch has threads (other processes, or the other workers of a
-``GridSearchCV(n_jobs=...)``), a thread that waits for a core holds the others
-spinning, and a fit costs several times its share of the cores
-(``benchmarks/results/threads.md``). The public methods therefore run inside
-:func:`torch_threads`, which sets torch's intra-op threads to what the policy
-says for the duration of the call and puts the user's setting back afterwards.
-
-The policy is ``n_threads`` of the config (:func:`set_config`,
-:func:`config_context`), ``"auto"`` by default; see
-:func:`effective_n_threads` for the rule. Like scikit-learn's
-:func:`sklearn.set_config`, the config is local to the calling thread (a new
-thread starts from the process-wide defaults) and does not travel to joblib
-worker processes by itself: :func:`threaded_worker` carries it there.
-
-Only torch, the standard library and threadpoolctl are imported here;
-joblib's and Dask's state is read only when they are already imported.
-Nothing here knows about scikit-learn.
+Torch's intra-op threads busy-wait for each other: with fewer free cores than
+threads (other processes, or the other workers of ``GridSearchCV(n_jobs=...)``)
+a fit costs several times its share of the cores
+(``benchmarks/results/threads.md``). The public methods run inside
+:func:`torch_threads`, which sets the number the policy gives
+(:func:`effective_n_threads`; ``n_threads`` of :func:`set_config` and
+:func:`config_context`, ``"auto"`` by default) and puts the user's setting
+back afterwards. As with :func:`sklearn.set_config` the config is local to the
+calling thread; :func:`threaded_worker` carries it to joblib workers. Only
+torch, the standard library and threadpoolctl are imported here.
 """
 
 import contextlib
@@ -37,16 +29,12 @@ __all__ = [
 ]
 
 #: Multiply-adds of one layer call (rows x fan-in x fan-out) below which
-#: ``"auto"`` runs one thread. On 2 nearly free cores
-#: (``benchmarks/results/threads.previous.md``, medians of 3) training steps
-#: at 256 x 32 x 32 (262k) were 1.25x slower with two threads than with one,
-#: at 256 x 128 x 128 (4.2M, the default network) 1.04x slower, at
-#: 1024 x 128 x 128 (16.8M) 1.11x faster and at 256 x 512 x 512 (67M) 1.33x.
+#: ``"auto"`` runs one thread: on 2 nearly free cores two threads were 1.04x
+#: slower at 256 x 128 x 128 (the default network), 1.11x faster at 16.8M
+#: (``benchmarks/results/threads.previous.md``).
 SMALL_WORK = 2**24
 
-# The process-wide defaults, copied into each thread's config on its first
-# use (scikit-learn's convention: a thread's ``set_config`` changes only that
-# thread, and new threads start from these).
+# Copied into each thread's config on first use (scikit-learn's convention).
 _global_config = {"n_threads": "auto"}
 _threadlocal = threading.local()
 
@@ -323,16 +311,11 @@ def effective_n_threads(n_threads=None, *, work=None):
 
     Notes
     -----
-    ``benchmarks/results/threads.md`` and ``threads.previous.md`` measured
-    the rule on a 2-core machine: beside two busy processes, two torch
-    threads made a 300-step fit of the README demo 1.4x and 3.3x slower than
-    one thread (two runs) and training steps 1.4x to 51x slower (they wait
-    for each other by spinning), while on the nearly free machine two
-    threads only paid for large layers (rule 3).
-    The cap by free cores, rather than one thread always, keeps the cores of
-    a larger free machine in use. It looks at one instant: a load that
-    starts after the call began is not seen, and a burst of other work at
-    that instant gives one thread (the cheaper mistake, by those numbers).
+    On 2 cores beside two busy processes, two threads made a 300-step demo
+    fit 1.4x and 3.3x slower than one, and training steps 1.4x to 51x; on a
+    nearly free machine they paid only for large layers (rule 3;
+    ``benchmarks/results/threads.md``). The load is read at one instant: a
+    load that starts later is not seen.
 
     Examples
     --------

@@ -12,7 +12,7 @@ from ._blocks import stack_states, train_blocks
 from ._model_space import ColumnMap, complete_rows
 from ._threads import torch_threads
 from ._utils import resolve_device
-from ._validation import atomic_fit, changed_params
+from ._validation import atomic_fit, changed_params, check_settings
 from .hybrid import hybrid_model, principal_directions
 from .localization import (
     LocalNoiseModel,
@@ -448,7 +448,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         True
         """
         check_is_fitted(self)
-        self._check_settings()
+        check_settings(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
                           ensure_min_samples=2, ensure_all_finite="allow-nan")
         changed = self._feature_indices(features)

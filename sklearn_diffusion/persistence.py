@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._validation import check_settings
 from .bootstrapped import BootstrappedScoreEstimator
 from .localized import LocalizedDiffusionEstimator
 from .imputer import DiffusionImputer
@@ -333,7 +334,8 @@ def load(path):
     try:
         return _restore(payload)
     except _Malformed as exc:
-        raise ValueError(f"{path} is not a valid sklearn_diffusion estimator file: {exc}.") from None
+        message = f"{path} is not a valid sklearn_diffusion estimator file: {exc}."
+        raise ValueError(message) from None
 
 
 def _build(name, params):
@@ -344,8 +346,8 @@ def _build(name, params):
     estimator = cls(**{key: _decode(value) for key, value in params.items()})
     try:
         estimator._validate_params()
-        if hasattr(estimator, "_check_settings"):
-            estimator._check_settings()
+        if name in _MODELS:
+            check_settings(estimator)
     except (ValueError, TypeError) as exc:
         raise _Malformed(f"invalid parameters: {exc}") from None
     return estimator
