@@ -4,10 +4,11 @@ from ._threads import config_context, get_config, set_config
 from .bootstrapped import BootstrappedScoreEstimator
 from .imputer import DiffusionImputer
 from .localized import LocalizedDiffusionEstimator
+from .monitoring import DriftMonitor
 from .outlier import DiffusionOutlierDetector
 
 __all__ = [
     "BootstrappedScoreEstimator", "LocalizedDiffusionEstimator", "DiffusionOutlierDetector",
-    "DiffusionImputer", "set_config", "get_config", "config_context",
+    "DiffusionImputer", "DriftMonitor", "set_config", "get_config", "config_context",
 ]
 __version__ = "0.1.0.dev0"
