@@ -26,6 +26,7 @@ the headline ``density.md`` was assembled from runs split over data sets and
 methods).
 """
 
+import argparse
 import ast
 import datetime
 import functools
@@ -296,6 +297,10 @@ def main(argv=None):
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated method labels, e.g. diffusion:max_iter=8000,kde")
     parser.add_argument("--seed", type=int, default=0, help="seed of the suite (splits, noise)")
+    parser.add_argument("--seeds", metavar="S,S,...",
+                        help="several seeds: each one's run is written to <out>_seed<S> exactly "
+                             "as --seed S --out <out>_seed<S> writes it, and <out> gets the "
+                             "per-set mean and standard deviation over the seeds")
     parser.add_argument("--join", metavar="PARTS",
                         help="comma-separated earlier outs: one report of their cells in --out, "
                              "nothing fitted")
@@ -312,6 +317,21 @@ def main(argv=None):
         names = args.datasets.split(",")
     else:
         names = list(QUICK) if args.quick else dataset_names()
+    if args.seeds:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        if args.merge:
+            parser.error("--seeds writes whole runs; it does not take --merge")
+        runs = {}
+        for seed in seeds:
+            seed_args = argparse.Namespace(**{**vars(args), "seeds": None, "seed": seed,
+                                              "out": f"{args.out}_seed{seed}"})
+            runs[seed] = run_seed(parser, seed_args, names, methods, factories)
+        return summarize_seeds(args.out, runs, methods)
+    return run_seed(parser, args, names, methods, factories)
+
+
+def run_seed(parser, args, names, methods, factories):
+    """Fit every method on every data set of one seed of the suite and write its report."""
     try:
         datasets = load_suite(names, seed=args.seed)
     except ValueError as exc:
@@ -385,6 +405,63 @@ def summarize(out, infos, methods, cells, extra):
         "cells": cells, "mean_rank": ranks, "wins": win_counts,
     }, md)
     return text
+
+
+def summarize_seeds(out, runs, methods):
+    """Per-set mean and seed standard deviation of the runs ``{seed: cells}``; writes ``out``.
+
+    A method beats a peer on a set only when its mean test log-likelihood is
+    higher by more than the larger of the two seed standard deviations; a
+    set where the best peer's mean is ahead of a diffusion method's by more
+    than ``max(1, 0.02 |LL|)`` nats is listed (the bar of issue 22).
+    """
+    seeds = sorted(runs)
+    values = {}
+    for seed in seeds:
+        for c in runs[seed]:
+            values.setdefault(c["dataset"], {}).setdefault(c["method"], []).append(c["test_ll"])
+    names = list(values)
+    mean = {n: {m: float(np.mean(values[n][m])) for m in methods} for n in names}
+    std = {n: {m: float(np.std(values[n][m], ddof=1)) if len(seeds) > 1 else 0.0
+               for m in methods} for n in names}
+    ranks = _report.ranks(mean, methods)
+    rows = [[n] + [f"{_fmt(mean[n][m])} ± {_fmt(std[n][m])}" for m in methods] for n in names]
+    title = (f"# Held-out log-likelihood over seeds {','.join(map(str, seeds))} "
+             f"({datetime.date.today()}, torch {torch.__version__})")
+    lines = [title, "",
+             f"Per-seed reports: {', '.join(f'{out}_seed{s}' for s in seeds)}.", "",
+             "Mean ± seed standard deviation of the test log-likelihood (nats)", "",
+             _table(["data set"] + methods, rows), "",
+             "Mean rank of the per-set means (1 = best): "
+             + ", ".join(f"{m} {ranks[m]:.2f}" for m in methods), ""]
+    summary = {"seeds": seeds, "methods": methods, "mean": mean, "std": std, "ranks": ranks,
+               "wins": {}, "behind": {}}
+    peers = [m for m in methods if m.split(":")[0] != "diffusion"]
+    for label in (m for m in methods if m.split(":")[0] == "diffusion"):
+        counts, behind = {}, []
+        for peer in peers:
+            counts[peer] = {"wins": 0, "losses": 0}
+            for n in names:
+                diff = mean[n][label] - mean[n][peer]
+                spread = max(std[n][label], std[n][peer])
+                counts[peer]["wins"] += bool(diff > spread)
+                counts[peer]["losses"] += bool(-diff > spread)
+        for n in names:
+            best = max(peers, key=lambda p: mean[n][p], default=None)
+            if best is not None:
+                gap = mean[n][best] - mean[n][label]
+                if gap > max(1.0, 0.02 * abs(mean[n][best])):
+                    behind.append((n, best, gap))
+        summary["wins"][label], summary["behind"][label] = counts, behind
+        lines.append(f"{label}, wins / losses beyond the seed spread over {len(names)} sets: "
+                     + ", ".join(f"{p} {c['wins']}/{c['losses']}" for p, c in counts.items()))
+        lines.append(f"{label}, sets where the best peer is ahead by more than max(1 nat, 2%): "
+                     + (", ".join(f"{n} ({p} +{g:.2f})" for n, p, g in behind) or "none"))
+    text = "\n".join(lines) + "\n"
+    print("\n" + text, flush=True)
+    _report.write(out, {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+                        **summary}, text)
+    return summary
 
 
 def combine(payloads):
