@@ -20,7 +20,11 @@ adds variants: the keywords after the name go to the method's factory (for
 ``diffusion``, to :class:`BootstrappedScoreEstimator`), read with
 ``ast.literal_eval`` where they parse and as strings otherwise; the label is
 kept as given. The shared flags are those of ``_cli.py``; ``--merge`` keys a
-cell by (data set, method). ``--join a,b`` writes one report from the cells of
+cell by (data set, method). ``--seeds 0,1,2`` runs each seed of the suite (splits, dequantization noise,
+synthetic rows) and writes ``<out>_seed<S>`` per seed, exactly as ``--seed S``
+would, and ``<out>`` with the per-set mean and seed standard deviation, the
+mean rank of the means and the wins that exceed the seed spread.
+``--join a,b`` writes one report from the cells of
 earlier runs ``results/a.json`` and ``results/b.json`` without fitting (how
 the headline ``density.md`` was assembled from runs split over data sets and
 methods).

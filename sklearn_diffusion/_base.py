@@ -30,7 +30,7 @@ from ._utils import (TorchPickleMixin, inference_device, make_generator, map_chu
                      resolve_device, to_tensor)
 from ._validation import MAX_SEED, atomic_fit, check_count, check_noise_range, check_settings
 from .anomaly import anomaly_times, denoising_error, score_norm
-from .likelihood import smoothed_log_density
+from .likelihood import BROAD_DOF, smoothed_log_density
 from .networks import score_from_noise
 from .sampling import SAMPLERS
 from .training import check_finite_model
@@ -95,8 +95,9 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
     #: not evaluated on them (see :func:`~.likelihood.smoothed_log_density`).
     _far = 1e4
 
-    #: Weight of ``N(0, I)`` in the returned density: a bound on rows the
-    #: network finds impossible (-1e7 nats on ADBench's Cardiotocography).
+    #: Weight of the heavy-tailed broad part in the returned density
+    #: (:func:`~.likelihood.broad_log_density`): a bound on rows the network
+    #: finds impossible (-1e7 nats on ADBench's Cardiotocography).
     _broad_weight = 0.001
 
     #: Numbers at most in one chunk's pre-drawn noise of :meth:`sample_conditional`.
@@ -438,8 +439,11 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         # The defensive mixture's broad part (see _broad_weight).
         broad = torch.rand(n_samples, generator=generator, device=sc.device) < self._broad_weight
         if broad.any():
-            extra = torch.randn(n_samples, self.n_features_in_, generator=generator,
-                                device=sc.device)
+            shape = (n_samples, self.n_features_in_)
+            extra = torch.randn(shape, generator=generator, device=sc.device)
+            # Student t coordinates: a normal over the root of a chi-square's mean.
+            chi2 = torch.randn((*shape, BROAD_DOF), generator=generator, device=sc.device)
+            extra = extra / (chi2**2).mean(dim=-1).sqrt()
             Z[broad.cpu().numpy()] = extra[broad].cpu().numpy()
         return sc.column_map.inverse(Z)
 

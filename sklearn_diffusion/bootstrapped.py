@@ -111,16 +111,23 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         features and Hutchinson with fixed probes above.
     n_probes : int, default=8
         Number of fixed Rademacher probes for the Hutchinson trace.
-    reference : {"mixture", "normal"}, default="mixture"
-        The law whose exact score the network corrects. ``"normal"``:
+    reference : {"auto", "mixture", "normal"}, default="auto"
+        The law whose exact score each network corrects. ``"normal"``:
         ``N(0, I)`` in the model's space (the untrained network is its
         score). ``"mixture"``: the Gaussian mixture of lowest BIC on the
         training rows in the model's space (1 to 32 components, full,
         diagonal, tied or spherical covariances; ``N(0, I)`` with fewer than
         ``2 (d + 1)`` complete rows). The noised mixture's score has a
         closed form at every noise level, so the untrained model is the
-        mixture's density and training (stopped early on held-out rows)
-        learns what the mixture misses.
+        mixture's density and training learns what the mixture misses.
+        ``"auto"``: the networks alternate between the two (the first on the
+        mixture), and after training the held-out log-likelihood on the
+        early-stopping rows keeps all of them or only those of one
+        reference (``member_references_``); with one network, the mixture.
+        The mixture wins on clustered data, N(0, I) on curved and
+        near-discrete data where the mixture's held-out denoising loss
+        flattens early and stops training too soon, and their average on
+        most sets (``benchmarks/results/studies/reference_choice.md``).
     n_networks : int, default=2
         Networks trained from different seeds whose scores are averaged
         (the probability-flow ODE of the mean score is still a normalized
@@ -175,11 +182,14 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Eigenvalues of each component's covariance.
     reference_eigenvectors_ : ndarray of shape (n_components, n_features, n_features)
         Orthonormal eigenvectors of each component's covariance, as columns.
+    member_references_ : ndarray of str
+        The reference ("mixture" or "normal") of each network kept in
+        ``model_`` (see ``reference``).
     reference_alone_ : bool
         Whether the held-out rows preferred the reference mixture alone to
         the trained model (whose correction is then zero); only considered
-        with ``reference="mixture"``, ``smoothing="auto"`` and early-stopping
-        rows.
+        with a network on the mixture, ``smoothing="auto"`` and
+        early-stopping rows.
     probes_ : ndarray of shape (n_probes, n_features)
         Rademacher probes of the Hutchinson trace.
     device_ : str
@@ -246,7 +256,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         sampler="ode",
         divergence="auto",
         n_probes=8,
-        reference="mixture",
+        reference="auto",
         n_networks=2,
         device="auto",
         random_state=None,
@@ -286,7 +296,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         "divergence": [StrOptions({"auto", "exact", "hutchinson"})],
         "n_probes": [Interval(Integral, 1, None, closed="left")],
         "column_transform": [StrOptions({"auto", "gaussianize", "standardize"})],
-        "reference": [StrOptions({"mixture", "normal"})],
+        "reference": [StrOptions({"auto", "mixture", "normal"})],
         "n_networks": [Interval(Integral, 1, None, closed="left")],
     }
 
@@ -295,61 +305,97 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         probe_rng = np.random.default_rng(seed)
         self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, Z.shape[1]))
         seeds = [seed] + [int(s) for s in probe_rng.integers(MAX_SEED, size=self.n_networks - 1)]
-        if self.reference == "normal":
+        plan = self._planned_references()
+        if "mixture" not in plan:
             reference = standard_normal_reference(Z.shape[1])
         elif reference is None:  # else fitted on Z to choose the column map
             reference = fit_reference_mixture(Z.cpu().numpy().astype(np.float64), seed)
         (self.reference_weights_, self.reference_means_, self.reference_eigenvalues_,
          self.reference_eigenvectors_) = reference
+        self.member_references_ = np.array(plan, dtype=object)
         results = []
-        for member_seed in seeds:
+        for member_seed, kind in zip(seeds, plan):
             generator = make_generator(member_seed, device)
             # Weights are drawn on the CPU so a seed gives the same network on any device.
-            network = self._with_reference(ScoreMLP(
-                Z.shape[1], tuple(self.hidden_layer_sizes), generator=make_generator(member_seed)
-            )).to(device)
+            network = ScoreMLP(Z.shape[1], tuple(self.hidden_layer_sizes),
+                               generator=make_generator(member_seed))
+            if kind == "mixture":
+                network = self._with_reference(network)
             validation = None
             if Z_val is not None:
                 validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator,
                                             observed=observed_val)
             results.append(fit_noise_model(
-                network, Z, generator=generator, observed=observed, validation=validation,
-                **self._training_kwargs()
+                network.to(device), Z, generator=generator, observed=observed,
+                validation=validation, **self._training_kwargs()
             ))
         if len(results) == 1:
             return results[0]
         weights = np.ones(len(results))
-        members = [r.model.model if self.reference == "mixture" else r.model for r in results]
+        networks = [r.model.model if kind == "mixture" else r.model
+                    for r, kind in zip(results, plan)]
         return TrainingResult(
-            self._with_reference(ScoreEnsemble(members)).eval(),
+            self._assemble(networks, plan).eval(),
             average_curves([r.loss_curve for r in results], weights),
             average_curves([r.validation_curve for r in results], weights),
             int(max(r.best_iter for r in results)),
         )
 
+    def _planned_references(self):
+        """The reference of each network: ``reference="auto"`` alternates the mixture and N(0, I)."""
+        if self.reference == "auto":
+            return tuple("normal" if i % 2 else "mixture" for i in range(self.n_networks))
+        return (self.reference,) * self.n_networks
+
+    def _assemble(self, networks, references):
+        """The noise model of trained ``networks``, each around its reference."""
+        if self.reference == "mixture":
+            # One skip term around the mean correction: the same field, in the
+            # layout of the files saved before ``reference="auto"``.
+            inner = networks[0] if len(networks) == 1 else ScoreEnsemble(networks)
+            return self._with_reference(inner)
+        members = [self._with_reference(net) if kind == "mixture" else net
+                   for net, kind in zip(networks, references)]
+        return members[0] if len(members) == 1 else ScoreEnsemble(members)
+
     def _select_density(self, Z_val):
-        # The untrained correction (the reference mixture alone) is one more
-        # candidate of early stopping, judged like the smoothing by the
-        # held-out log-likelihood. On a 64-D Gaussian mixture (gmm64 in
-        # benchmarks/density.py) the held-out rows kept the mixture alone.
+        # Held-out candidates besides the whole ensemble, judged like the
+        # smoothing by the held-out log-likelihood: with reference="auto",
+        # the networks of each reference alone (N(0, I) won on curved and
+        # near-discrete sets, the mixture on clustered ones; their average on
+        # most, benchmarks/results/studies/reference_choice.md); then the
+        # mixture without its correction (gmm64 kept it).
         super()._select_density(Z_val)
         self.reference_alone_ = False
-        if self.reference == "normal" or self.smoothing != "auto" or Z_val is None:
+        if self.smoothing != "auto" or Z_val is None:
             return
-        alone = copy.deepcopy(self.model_)
-        for layer in alone.modules():
-            if isinstance(layer, ScoreMLP):
-                torch.nn.init.zeros_(layer.output.weight)
-                torch.nn.init.zeros_(layer.output.bias)
-        smoothing, scores = self._select_smoothing(Z_val, alone)
-        if np.nanmax(scores) > np.nanmax(self.smoothing_scores_):
-            self.model_, self.smoothing_, self.smoothing_scores_ = alone, smoothing, scores
-            self.reference_alone_ = True
+        references = list(self.member_references_)
+        members = (list(self.model_.members) if isinstance(self.model_, ScoreEnsemble)
+                   else [self.model_])
+        candidates = []
+        if self.reference == "auto" and len(set(references)) == 2:
+            for kind in ("mixture", "normal"):
+                keep = [m for m, r in zip(members, references) if r == kind]
+                candidates.append((keep[0] if len(keep) == 1 else ScoreEnsemble(keep),
+                                   (kind,) * len(keep), False))
+        if "mixture" in references:
+            alone = copy.deepcopy(self.model_ if self.reference == "mixture"
+                                  else members[references.index("mixture")])
+            for layer in alone.modules():
+                if isinstance(layer, ScoreMLP):
+                    torch.nn.init.zeros_(layer.output.weight)
+                    torch.nn.init.zeros_(layer.output.bias)
+            kept = references if self.reference == "mixture" else ["mixture"]
+            candidates.append((alone, tuple(kept), True))
+        for model, kept, is_alone in candidates:
+            smoothing, scores = self._select_smoothing(Z_val, model)
+            if np.nanmax(scores) > np.nanmax(self.smoothing_scores_):
+                self.model_, self.smoothing_, self.smoothing_scores_ = model, smoothing, scores
+                self.member_references_ = np.array(kept, dtype=object)
+                self.reference_alone_ = is_alone
 
     def _with_reference(self, model):
-        """``model`` with the fitted reference mixture as its skip term (if any)."""
-        if self.reference == "normal":
-            return model
+        """``model`` with the fitted reference mixture as its skip term."""
         return MixtureReference(model, *(
             torch.as_tensor(np.asarray(a, dtype=np.float32)) for a in (
                 self.reference_weights_, self.reference_means_, self.reference_eigenvalues_,
@@ -359,9 +405,14 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
 
     def _empty_model(self):
         """The score network(s), before the weights are set."""
-        members = [ScoreMLP(self.n_features_in_, tuple(self.hidden_layer_sizes))
-                   for _ in range(self.n_networks)]
-        return self._with_reference(members[0] if self.n_networks == 1 else ScoreEnsemble(members))
+        references = getattr(self, "member_references_", None)
+        references = self._planned_references() if references is None else tuple(references)
+        if not references or not set(references) <= {"mixture", "normal"}:
+            raise ValueError(f"member_references_ must name 'mixture' or 'normal' networks, "
+                             f"got {references!r}")
+        networks = [ScoreMLP(self.n_features_in_, tuple(self.hidden_layer_sizes))
+                    for _ in references]
+        return self._assemble(networks, references)
 
     def _score_div_fn(self, model):
         # Exact up to 64 features: the forward-mode trace costs about as much

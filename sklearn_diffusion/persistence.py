@@ -85,6 +85,7 @@ _ATTRIBUTES = {
         "reference_eigenvalues_": ("positive", ("m", "d")),
         "reference_eigenvectors_": ("finite", ("m", "d", "d")),
         "reference_alone_": ("bool", None),
+        "member_references_": ("strings", (None,)),
     },
     "LocalizedDiffusionEstimator": {
         **_MODEL_ATTRIBUTES,
@@ -108,7 +109,7 @@ _ATTRIBUTES = {
 }
 _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
              "column_normal_weight_", "constant_values_", "reference_", "global_components_",
-             "global_variances_"}
+             "global_variances_", "member_references_"}
 
 
 class _Malformed(Exception):

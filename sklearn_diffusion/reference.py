@@ -28,9 +28,9 @@ _MIXTURE_REG_COVAR = 1e-3
 def fit_reference_mixture(Z, random_state=0):
     """The Gaussian mixture of lowest BIC on the complete rows of ``Z``, as eigen-decompositions.
 
-    Candidates: 1 to 32 components (skipping counts above
-    ``n / (d + 1)``) with full, diagonal, tied or spherical covariances; the
-    count of a covariance type grows (1, 2, 4, ...) until its BIC rises.
+    Candidates: 1, 2, 4, ..., 32 components (skipping counts above
+    ``n / (d + 1)``) with full, diagonal, tied or spherical covariances,
+    every one of them fitted.
     With fewer than ``2 (d + 1)`` complete rows, ``N(0, I)``.
 
     Parameters
@@ -64,14 +64,12 @@ def fit_reference_mixture(Z, random_state=0):
     if n < 2 * (d + 1):
         return standard_normal_reference(d)
     best_bic, best = np.inf, None
-    # A covariance type's search stops at its first rise of the BIC in k:
-    # the BIC is nearly always unimodal in k, and the large mixtures are
-    # most of the cost.
-    type_bic = dict.fromkeys(("full", "diag", "tied", "spherical"), np.inf)
+    # Every candidate of the range: the BIC is not always unimodal in k, and
+    # a search that stops at its first rise can miss the optimum.
     for k in _MIXTURE_COMPONENTS:
         if k > 1 and k > n / (d + 1):
             break
-        for covariance_type in [c for c, b in type_bic.items() if b is not None]:
+        for covariance_type in ("full", "diag", "tied", "spherical"):
             gm = GaussianMixture(k, covariance_type=covariance_type,
                                  reg_covar=_MIXTURE_REG_COVAR, random_state=random_state)
             try:
@@ -82,7 +80,6 @@ def fit_reference_mixture(Z, random_state=0):
             except ValueError:  # a collapsed component: not a sane candidate
                 continue
             bic = gm.bic(Z)
-            type_bic[covariance_type] = bic if bic < type_bic[covariance_type] else None
             if bic < best_bic:
                 best_bic, best = bic, gm
     if best is None:

@@ -63,3 +63,40 @@ def test_rows_do_not_depend_on_batch_mates(chunk_size):
     ref = log_density(score_fn, exact_divergence(score_fn, x.shape[1]), x, t_min=T_MIN, t_max=T_MAX, n_steps=8)
     lp = log_density(score_fn, exact_divergence(score_fn, x.shape[1]), x.flip(0), t_min=T_MIN, t_max=T_MAX, n_steps=8, chunk_size=chunk_size)
     torch.testing.assert_close(lp.flip(0), ref)
+
+
+def test_a_wild_row_costs_logarithmically_in_the_defended_density():
+    # The broad part's Student t coordinates: a row 1,000 standard deviations
+    # off in one coordinate costs about (nu + 1) log(1000) nats there, where
+    # N(0, I) would cost 500,000.
+    import math
+
+    import numpy as np
+    from scipy.stats import t
+
+    from sklearn_diffusion.likelihood import broad_log_density, smoothed_log_density
+
+    score_fn = lambda x, t_: -x  # noqa: E731 - the exact score of N(0, I)
+    Z = np.array([[0.0, 0.0], [1000.0, 0.0]])
+    lp = smoothed_log_density(score_fn, exact_divergence(score_fn, 2), Z, smoothing=1e-3,
+                              t_max=10.0, n_steps=8, chunk_size=16, broad_weight=1e-3,
+                              far=1e4, device="cpu")
+    np.testing.assert_allclose(lp[1], math.log(1e-3) + t(3).logpdf(Z[1]).sum(), rtol=1e-9)
+    assert -40 < lp[1] < -20
+    np.testing.assert_allclose(broad_log_density(Z), t(3).logpdf(Z).sum(axis=1), rtol=1e-12)
+
+
+def test_samples_of_the_broad_part_follow_its_student_t_law():
+    import numpy as np
+    from scipy.stats import kstest
+
+    from sklearn_diffusion import BootstrappedScoreEstimator
+
+    X = np.random.default_rng(0).normal(size=(100, 2))
+    est = BootstrappedScoreEstimator(hidden_layer_sizes=(8,), max_iter=2, n_networks=1,
+                                     column_transform="standardize", random_state=0).fit(X)
+    est._broad_weight = 1.0  # every row from the broad part
+    Z = (est.sample(4000, random_state=0) - est.mean_) / est.scale_
+    # 4,000 draws: a KS p-value below 1e-3 would mean another law.
+    assert kstest(Z.ravel(), "t", args=(3,)).pvalue > 1e-3
+    assert kstest(Z.ravel(), "norm").pvalue < 1e-3

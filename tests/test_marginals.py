@@ -8,7 +8,7 @@ import torch
 
 from sklearn_diffusion import BootstrappedScoreEstimator
 from sklearn_diffusion._selection import smoothing_candidates
-from sklearn_diffusion.likelihood import exact_divergence, hutchinson_divergence
+from sklearn_diffusion.likelihood import broad_log_density, exact_divergence, hutchinson_divergence
 from sklearn_diffusion.marginals import degaussianize, fit_gaussianizer, gaussianize
 from sklearn_diffusion.networks import ScoreMLP
 
@@ -135,8 +135,8 @@ def test_smoothed_density_of_exact_gaussian_score():
         lp = torch.from_numpy(est._model_log_density(z.numpy(), ScoreMLP(3), s, "cpu"))
         var = math.exp(2 * s)
         smooth = -0.5 * (z**2).sum(1) / var - 1.5 * math.log(2 * math.pi * var)
-        # ... mixed with N(0, I), the defensive part of the returned density.
-        broad = -0.5 * (z**2).sum(1) - 1.5 * math.log(2 * math.pi)
+        # ... mixed with the broad Student t part of the returned density.
+        broad = torch.as_tensor(broad_log_density(z.double().numpy()))
         w = est._broad_weight
         exact = torch.logaddexp(math.log1p(-w) + smooth, math.log(w) + broad)
         torch.testing.assert_close(lp, exact, rtol=0, atol=5e-4)

@@ -7,8 +7,8 @@ from sklearn.mixture import GaussianMixture
 
 from sklearn_diffusion import BootstrappedScoreEstimator
 from sklearn_diffusion.reference import fit_reference_mixture
-from sklearn_diffusion.likelihood import log_density
-from sklearn_diffusion.networks import MixtureReference, ScoreMLP, init_parameters
+from sklearn_diffusion.likelihood import broad_log_density, log_density
+from sklearn_diffusion.networks import MixtureReference, ScoreEnsemble, ScoreMLP, init_parameters
 from sklearn_diffusion.schedules import gaussian_mixture_log_density, gaussian_mixture_score, sigma
 
 D = torch.float64
@@ -108,7 +108,7 @@ def test_fit_reference_mixture_falls_back_to_the_standard_normal():
 def test_estimator_without_training_scores_the_reference_mixture():
     # A learning rate of 1e-12 leaves the zero-initialized correction at ~0,
     # so the returned density is the BIC mixture smoothed at the chosen
-    # time, mixed with the broad N(0, I) part, on the data's scale.
+    # time, mixed with the broad Student t part, on the data's scale.
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(-2, 0.5, (150, 2)), rng.normal(2, 1.0, (150, 2))]) * 3 + 1
     est = BootstrappedScoreEstimator(
@@ -122,7 +122,7 @@ def test_estimator_without_training_scores_the_reference_mixture():
     gm = GaussianMixture(len(covs), covariance_type="full")
     gm.weights_, gm.means_, gm.covariances_ = est.reference_weights_, est.reference_means_, smoothed
     gm.precisions_cholesky_ = np.linalg.cholesky(np.linalg.inv(smoothed))
-    broad = -0.5 * (Z**2).sum(1) - np.log(2 * np.pi)
+    broad = broad_log_density(Z)
     w = est._broad_weight
     truth = np.logaddexp(np.log1p(-w) + gm.score_samples(Z), np.log(w) + broad)
     truth -= np.log(est.scale_).sum()
@@ -204,3 +204,71 @@ def test_refit_with_standardized_columns_drops_the_column_maps():
     est.set_params(column_transform="standardize").fit(X)
     assert est.column_transform_ == "standardize" and not hasattr(est, "x_knots_")
     assert np.isfinite(est.score_samples(X[:5])).all()
+
+
+def test_reference_search_fits_its_whole_range(monkeypatch):
+    # A scripted BIC that rises from 1 to 2 components and falls again at 8:
+    # a search stopping at its first rise would keep one component.
+    import sklearn_diffusion.reference as reference
+
+    bic = {1: 10.0, 2: 12.0, 4: 11.0, 8: 5.0, 16: 9.0, 32: 9.5}
+    monkeypatch.setattr(reference.GaussianMixture, "bic",
+                        lambda self, Z: bic[self.n_components] + (self.covariance_type != "diag"))
+    Z = np.random.default_rng(0).normal(size=(400, 2))
+    weights, means, eigenvalues, vecs = fit_reference_mixture(Z)
+    assert len(weights) == 8
+    np.testing.assert_array_equal(vecs, np.tile(np.eye(2), (8, 1, 1)))  # the diagonal one
+
+
+class _SpoiledReference(BootstrappedScoreEstimator):
+    # The networks of one reference spoiled after training (large random
+    # output weights), so the held-out rows must drop them.
+    spoil = "normal"
+
+    def _fit_model(self, Z, Z_val, device, seed, **kwargs):
+        result = super()._fit_model(Z, Z_val, device, seed, **kwargs)
+        g = torch.Generator().manual_seed(0)
+        for member in result.model.members:
+            if isinstance(member, MixtureReference) == (self.spoil == "mixture"):
+                with torch.no_grad():
+                    for layer in member.modules():
+                        if isinstance(layer, ScoreMLP):
+                            layer.output.weight.copy_(
+                                3 * torch.randn(layer.output.weight.shape, generator=g))
+        return result
+
+
+@pytest.mark.parametrize("spoil", ["normal", "mixture"])
+def test_auto_reference_keeps_the_networks_the_held_out_rows_prefer(spoil, tmp_path):
+    from sklearn_diffusion import persistence
+
+    rng = np.random.default_rng(3)
+    X = np.concatenate([rng.normal(-2, 0.5, (300, 2)), rng.normal(2, 1.0, (300, 2))])
+    kw = dict(hidden_layer_sizes=(16,), max_iter=100, n_steps=8, column_transform="standardize",
+              random_state=0)
+    fair = BootstrappedScoreEstimator(**kw).fit(X)
+    assert fair.reference == "auto"
+    est = type("Spoiled", (_SpoiledReference,), {"spoil": spoil})(**kw).fit(X)
+    kept = list(est.member_references_)
+    # One network is left: the unspoiled one, or (with the mixture's network
+    # spoiled) the mixture alone, whose correction is zeroed.
+    assert len(kept) == 1 and not isinstance(est.model_, ScoreEnsemble)
+    assert kept == (["mixture"] if spoil == "normal" or est.reference_alone_ else ["normal"])
+    assert isinstance(est.model_, MixtureReference) == (kept == ["mixture"])
+    assert all(float(layer.output.weight.abs().max()) < 1.0
+               for layer in est.model_.modules() if isinstance(layer, ScoreMLP))
+    assert est.smoothing_scores_[np.isfinite(est.smoothing_scores_)].max() > -4.5
+    saved = BootstrappedScoreEstimator(**kw)
+    saved.__dict__.update({k: v for k, v in est.__dict__.items() if k.endswith("_")})
+    persistence.save(saved, tmp_path / "auto.pt")
+    loaded = persistence.load(tmp_path / "auto.pt")
+    assert list(loaded.member_references_) == kept
+    np.testing.assert_array_equal(loaded.score_samples(X[:10]), est.score_samples(X[:10]))
+
+
+def test_auto_reference_alternates_the_networks_and_checks_the_names():
+    est = BootstrappedScoreEstimator(n_networks=3)
+    assert est._planned_references() == ("mixture", "normal", "mixture")
+    est.n_features_in_, est.member_references_ = 2, np.array(["mixture", "other"], dtype=object)
+    with pytest.raises(ValueError, match="member_references_"):
+        est._empty_model()

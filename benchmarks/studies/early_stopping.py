@@ -35,12 +35,12 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import sklearn_diffusion.training as training  # noqa: E402
-from _density_suite import load_suite  # noqa: E402
-from sklearn_diffusion import BootstrappedScoreEstimator  # noqa: E402
-from sklearn_diffusion._base import BaseDiffusionEstimator  # noqa: E402
-from sklearn_diffusion._model_space import complete_rows  # noqa: E402
-from sklearn_diffusion.schedules import sigma  # noqa: E402
+import sklearn_diffusion.training as training
+from _density_suite import load_suite
+from sklearn_diffusion import BootstrappedScoreEstimator
+from sklearn_diffusion._base import BaseDiffusionEstimator
+from sklearn_diffusion._model_space import complete_rows
+from sklearn_diffusion.schedules import sigma
 
 SETS = ("banana6", "ad_2_annthyroid", "ad_39_vertebral", "funnel10", "ad_7_Cardiotocography",
         "ad_38_thyroid", "ad_6_cardio", "gmm16", "demo", "wine", "ad_22_magic.gamma",
