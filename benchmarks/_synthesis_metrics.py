@@ -16,7 +16,11 @@ divided by sqrt(2), so that two different categories are at distance 1 (the
 scaling of TabDDPM's ``scripts/resample_privacy.py``).
 
 Only numpy, scipy and scikit-learn: the module runs unchanged in the peers'
-environment (``synthesis_peers.py``).
+environment (``synthesis_peers.py``). Cross-checked once there against
+sdmetrics 0.32.0 on penguins (holdout rows against resampled training rows
+with one column perturbed): :func:`shape_error` and :func:`trend_error`
+matched the mean of ``KSComplement``/``TVComplement`` and of
+``CorrelationSimilarity``/``ContingencySimilarity`` (as errors) to 1e-16.
 """
 
 from dataclasses import dataclass, field

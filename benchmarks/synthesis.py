@@ -185,7 +185,13 @@ def tables(rows, data, seeds_note):
         ranked = [m for m in methods if m in values and all(d in values[m] for d in data)]
         mean_rank, _ = _mean_ranks(values, ranked, data, how) if how else ({}, [])
         summary[key] = mean_rank
-        head = ["method"] + data + (["mean rank"] if how else [])
+        # A method that lacks a data set: a second rank, of every method, on the common sets.
+        every = [m for m in methods if m in values]
+        all_rank, common = (_mean_ranks(values, every, data, how)
+                            if how and every != ranked else ({}, []))
+        summary[key + "_common"] = (all_rank, common)
+        head = ["method"] + data + (["mean rank"] if how else []) + (
+            [f"mean rank on {', '.join(common)}"] if all_rank else [])
         lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for m in methods + ([FLOOR] if FLOOR in values else []):
             cells = []
@@ -196,6 +202,8 @@ def tables(rows, data, seeds_note):
                 cells.append("" if v is None else _fmt(v, key) + mark)
             if how:
                 cells.append(f"{mean_rank[m]:.2f}" if m in mean_rank else "")
+            if all_rank:
+                cells.append(f"{all_rank[m]:.2f}" if m in all_rank else "")
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         out += lines + [""]
         if key == "fit_s" and "diffusion" in values:
@@ -227,6 +235,23 @@ def targets(rows, summary, methods, data):
         lines.append(f"- Best mean rank on {name}: **{verdict}**. diffusion "
                      f"{ranks['diffusion']:.2f}" + (f"; as good or better: {', '.join(better)}"
                                                    if better else "") + ".")
+        common_rank, common = summary.get(key + "_common", ({}, []))
+        if common_rank:
+            lines.append(f"  On the sets every method has ({', '.join(common)}): diffusion "
+                         f"{common_rank['diffusion']:.2f}, best "
+                         f"{min(common_rank, key=common_rank.get)} "
+                         f"{min(common_rank.values()):.2f}.")
+        values, _ = _cells(rows, key)
+        how = {k: h for k, _, h in METRICS}[key]
+        wins = []
+        for m in methods:
+            if m == "diffusion":
+                continue
+            sets = [d for d in data if d in values.get(m, {}) and d in values["diffusion"]]
+            won = sum(_rank_key(values["diffusion"][d], how) < _rank_key(values[m][d], how)
+                      for d in sets)
+            wins.append(f"{m} {won}/{len(sets)}")
+        lines.append("  Data sets where diffusion is better than: " + ", ".join(wins) + ".")
     share, _ = _cells(rows, "dcr_share")
     if "diffusion" in share and FLOOR in share:
         gaps = {d: share["diffusion"][d] - share[FLOOR][d] for d in data
@@ -259,6 +284,7 @@ def report(rows, data, seeds, meta):
          "argmax of each block. This is the baseline that part 2 of issue 27 is to replace. "
          "SDV's synthesizers get the categorical columns as strings, ForestDiffusion as its "
          "`cat_indexes`/`bin_indexes`."), "",
+        f"Package: sklearn_diffusion {meta.get('library', '(state not recorded)')}.", "",
         f"Peers' settings: {meta.get('peer_settings', 'see synthesis_peers.py')}.", "",
         ("Timings were taken on the shared 2-core machine with one thread per process while "
          "two other engineers ran their own benchmarks (load average before each own row in "
@@ -269,6 +295,22 @@ def report(rows, data, seeds, meta):
 
 
 # --------------------------------------------------------------------------- main
+
+
+def _library_state():
+    """The commit the package ran from, and whether its files differed from it."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "sklearn_diffusion"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.split("\n")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return head + (f" plus uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
 def main(argv=None):
@@ -284,18 +326,22 @@ def main(argv=None):
                              "or synthesis_peers_quick with --quick)")
     parser.add_argument("--tables-only", action="store_true",
                         help="rebuild the tables from results/OUT.json and the peers' rows")
+    parser.add_argument("--library-note", default=None,
+                        help="with --tables-only: replace the recorded package state (text)")
     args = _cli.parse(parser, argv)
     if args.quick:
         args.data, args.seeds = ["wine", "magic"], [0]
     peers_name = args.peers or ("synthesis_peers_quick" if args.quick else "synthesis_peers")
     meta = {"cap": args.cap, "seeds": args.seeds, "data": args.data, "quick": args.quick,
-            "threads": args.threads,
+            "threads": args.threads, "library": _library_state(),
             "versions": {p: version(p) for p in ("scikit-learn", "numpy", "torch", "zuko")}}
     rows = []
     if args.tables_only:
         saved = _report.load(args.out)
         rows, meta = saved["rows"], {k: v for k, v in saved.items() if k not in ("rows",
                                                                                    "machine")}
+        if args.library_note:
+            meta["library"] = args.library_note
     else:
         begin = time.perf_counter()
         with _cli.threads(args.threads):
