@@ -245,9 +245,7 @@ def test_auto_reference_keeps_the_networks_the_held_out_rows_prefer(spoil, tmp_p
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(-2, 0.5, (300, 2)), rng.normal(2, 1.0, (300, 2))])
     kw = dict(hidden_layer_sizes=(16,), max_iter=100, n_steps=8, column_transform="standardize",
-              random_state=0)
-    fair = BootstrappedScoreEstimator(**kw).fit(X)
-    assert fair.reference == "auto"
+              reference="auto", random_state=0)
     est = type("Spoiled", (_SpoiledReference,), {"spoil": spoil})(**kw).fit(X)
     kept = list(est.member_references_)
     # One network is left: the unspoiled one, or (with the mixture's network
