@@ -1,7 +1,7 @@
 """
-==========================================
+===========================================
 Watching a sensor grid for drift, and refit
-==========================================
+===========================================
 
 A plant's 6x6 grid of sensors streams one row of readings at a time. A
 :class:`~sklearn_diffusion.DriftMonitor` over a fitted
