@@ -265,7 +265,7 @@ def test_auto_reference_keeps_the_networks_the_held_out_rows_prefer(spoil, tmp_p
 
 
 def test_auto_reference_alternates_the_networks_and_checks_the_names():
-    est = BootstrappedScoreEstimator(n_networks=3)
+    est = BootstrappedScoreEstimator(reference="auto", n_networks=3)
     assert est._planned_references() == ("mixture", "normal", "mixture")
     est.n_features_in_, est.member_references_ = 2, np.array(["mixture", "other"], dtype=object)
     with pytest.raises(ValueError, match="member_references_"):
