@@ -23,7 +23,7 @@ from sklearn_diffusion._threads import (
 
 @pytest.fixture(autouse=True)
 def user_threads():
-    """Two torch threads as the user's setting (the suite runs with OMP_NUM_THREADS=1)."""
+    """Two torch threads as the user's setting (the suite runs with one, see conftest.py)."""
     before, config = torch.get_num_threads(), get_config()
     torch.set_num_threads(2)
     yield 2
