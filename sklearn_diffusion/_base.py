@@ -74,6 +74,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         "column_transform": [StrOptions({"gaussianize", "standardize"})],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
         "sampler": [StrOptions(set(SAMPLERS))],
+        "sample_domain": [StrOptions({"data", "real"})],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -419,6 +420,8 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         Returns
         -------
         X : ndarray of shape (n_samples, n_features)
+            With ``sample_domain="data"``, each column within its training
+            range and an integer column as whole numbers.
         """
         check_is_fitted(self)
         n_samples = check_count("n_samples", n_samples)
@@ -445,7 +448,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
             chi2 = torch.randn((*shape, BROAD_DOF), generator=generator, device=sc.device)
             extra = extra / (chi2**2).mean(dim=-1).sqrt()
             Z[broad.cpu().numpy()] = extra[broad].cpu().numpy()
-        return sc.column_map.inverse(Z)
+        return sc.column_map.inverse(Z, domain=self.sample_domain == "data")
 
     @torch_threads()
     def sample_conditional(self, X, *, n_samples=1, n_steps=32, n_resample=2, guidance=1.0,
@@ -486,7 +489,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         -------
         draws : ndarray of shape (n_samples, n_rows, n_features)
             ``draws[k]`` is the ``k``-th draw of every row; observed entries
-            come back exactly.
+            come back exactly, drawn ones as ``sample_domain`` says.
 
         Notes
         -----
@@ -532,7 +535,8 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
                 content = np.column_stack([content, row_ids[rows].astype(np.float64)])
             filled = self._draw_model_space(Z, missing, seed, n_samples, n_steps, n_resample,
                                             float(guidance), content=content)
-            filled = column_map.inverse(filled.reshape(-1, X.shape[1])).reshape(filled.shape)
+            filled = column_map.inverse(filled.reshape(-1, X.shape[1]),
+                                        domain=self.sample_domain == "data").reshape(filled.shape)
             draws[:, rows] = np.where(missing, filled, X)
         return draws
 

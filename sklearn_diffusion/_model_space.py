@@ -8,6 +8,7 @@ is the one preprocessing routine of ``fit`` and ``refit_features`` (as
 held-out rows, seeds and the fitted map out.
 """
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
@@ -26,6 +27,12 @@ MIN_SELECTION_ROWS = 20
 
 #: Fitted attributes of the Gaussianizing column maps, in :class:`ColumnMap`'s order.
 COLUMN_MAP_ATTRIBUTES = ("x_knots_", "z_knots_", "column_bandwidth_", "column_normal_weight_")
+
+#: Fitted attributes of the columns' domain, in :class:`ColumnMap`'s order.
+DOMAIN_ATTRIBUTES = ("data_min_", "data_max_", "integer_features_")
+
+#: Largest magnitude below which a float64 column can be told to hold integers.
+_EXACT_INTEGERS = 2.0**52
 
 
 def location_scale(X):
@@ -157,6 +164,32 @@ def constant_values(X):
     return np.where(low == high, low, np.nan)
 
 
+def column_domain(X):
+    """Each column's observed range and whether it holds integers only.
+
+    What :meth:`ColumnMap.inverse` keeps samples within: a column is
+    integer when every observed entry is a whole number (below 2**52 in
+    magnitude) and it is not constant.
+
+    Returns
+    -------
+    low, high : ndarray of shape (n_features,)
+        Smallest and largest observed entry of each column.
+    integer : ndarray of bool of shape (n_features,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion._model_space import column_domain
+    >>> low, high, integer = column_domain(np.array([[0.0, 0.5], [3.0, np.nan], [1.0, 2.0]]))
+    >>> low.tolist(), high.tolist(), integer.tolist()
+    ([0.0, 0.5], [3.0, 2.0], [True, False])
+    """
+    low, high = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
+    whole = np.isnan(X) | ((X == np.round(X)) & (np.abs(X) < _EXACT_INTEGERS))
+    return low, high, whole.all(axis=0) & (low < high)
+
+
 def discrete_gap(Z, max_levels=50):
     """Smallest gap between distinct values over the columns with few of them.
 
@@ -244,7 +277,8 @@ class ColumnMap:
     (d, k), with the bandwidth and normal weight of the marginal behind
     them, tabulate the Gaussianizing maps of :mod:`~sklearn_diffusion.marginals`.
     ``constants`` (d,) holds the value of each constant column (NaN for the
-    others), which :meth:`inverse` returns exactly.
+    others), which :meth:`inverse` returns exactly; ``low``, ``high`` and
+    ``integer`` (d,) the domain (:func:`column_domain`) it keeps samples in.
 
     Examples
     --------
@@ -263,6 +297,9 @@ class ColumnMap:
     bandwidth: Optional[np.ndarray] = None
     normal_weight: Optional[np.ndarray] = None
     constants: Optional[np.ndarray] = None
+    low: Optional[np.ndarray] = None
+    high: Optional[np.ndarray] = None
+    integer: Optional[np.ndarray] = None
 
     @property
     def gaussian(self):
@@ -282,15 +319,26 @@ class ColumnMap:
             log_jacobian += log_slopes
         return Z, log_jacobian
 
-    def inverse(self, Z):
-        """Model-space rows (n, d) back on the scale of the data."""
+    def inverse(self, Z, domain=False):
+        """Model-space rows (n, d) back on the scale of the data.
+
+        With ``domain``, each column is clipped to its training range and an
+        integer column rounded (the ``sample_domain="data"`` of the estimators).
+        """
         if self.gaussian:
             Z = degaussianize(Z, self.x_knots, self.z_knots)
         X = Z * self.scale + self.mean
+        if domain and self.low is not None:
+            X = np.clip(X, self.low, self.high)
+            X[:, self.integer] = np.round(X[:, self.integer])
         if self.constants is not None:
             fixed = ~np.isnan(self.constants)
             X[:, fixed] = self.constants[fixed]
         return X
+
+    def with_domain(self, low, high, integer):
+        """This map with the domain ``low``, ``high``, ``integer``."""
+        return dataclasses.replace(self, low=low, high=high, integer=integer)
 
     @classmethod
     def of(cls, est):
@@ -298,7 +346,8 @@ class ColumnMap:
         knots = [getattr(est, name, None) for name in COLUMN_MAP_ATTRIBUTES]
         if est.column_transform_ != "gaussianize":
             knots = [None] * 4
-        return cls(est.mean_, est.scale_, *knots, getattr(est, "constant_values_", None))
+        domain = [getattr(est, name, None) for name in DOMAIN_ATTRIBUTES]
+        return cls(est.mean_, est.scale_, *knots, getattr(est, "constant_values_", None), *domain)
 
     def set_on(self, est):
         """Store the map as ``est``'s fitted attributes (and drop an earlier fit's maps)."""
@@ -311,6 +360,8 @@ class ColumnMap:
                 setattr(est, name, value)
         est.column_transform_ = self.name
         est.constant_values_ = self.constants
+        for name, value in zip(DOMAIN_ATTRIBUTES, (self.low, self.high, self.integer)):
+            setattr(est, name, value)
 
 
 def choose_column_map(Z, Z_val, Z_g, Z_val_g, knots, seed):
@@ -403,11 +454,15 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
     X = observed_rows(X.astype(np.float64, copy=False))
     mean, scale = observed_location_scale(X)
     constants = constant_values(X if previous is None else X[:, columns])
+    domain = column_domain(X)
     if previous is not None:
         mean = _splice(previous.mean, mean[columns], columns)
         scale = _splice(previous.scale, scale[columns], columns)
         old = previous.constants if previous.constants is not None else np.full(len(mean), np.nan)
         constants = _splice(old, constants, columns)
+        if previous.low is not None:  # a model saved before the domain was recorded has none
+            domain = tuple(_splice(old, new[columns], columns) for old, new in
+                           zip((previous.low, previous.high, previous.integer), domain))
     seed, anomaly_seed = (int(s) for s in rng.randint(MAX_SEED, size=2))
     Z = (X - mean) / scale
     n_val = int(validation_fraction * len(Z))
@@ -441,8 +496,8 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
                 column_map = ColumnMap(mean, scale, *knots, constants)
                 Z, Z_val = Z_g, Z_val_g
         warn_if_near_discrete(Z, t_min)
-    return Prepared(Z, Z_val, clip_to_training_range(Z_val, Z), column_map, seed, anomaly_seed,
-                    reference)
+    return Prepared(Z, Z_val, clip_to_training_range(Z_val, Z), column_map.with_domain(*domain),
+                    seed, anomaly_seed, reference)
 
 
 class Scorer(NamedTuple):

@@ -105,6 +105,14 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Steps of the sampler and of the likelihood integrator.
     sampler : {"ode", "sde"}, default="ode"
         Probability-flow ODE (RK4) or reverse SDE (exponential integrator).
+    sample_domain : {"data", "real"}, default="data"
+        What ``sample`` and ``sample_conditional`` return. ``"data"``: each
+        column clipped to the range of its training entries (no negative
+        draw of a column that never was), and a column whose training
+        entries are all whole numbers rounded to them, as SDV's
+        ``enforce_min_max_values`` and ``enforce_rounding`` do. ``"real"``:
+        the model's draws as they are, rows of the very density
+        ``score_samples`` returns.
     divergence : {"auto", "exact", "hutchinson"}, default="auto"
         How ``score_samples`` takes the trace of the score's Jacobian;
         ``"auto"`` is exact (forward mode through the network) up to 64
@@ -160,6 +168,11 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         The value of each column whose observed training entries are all
         equal (NaN for the others); ``sample``, ``sample_conditional`` and
         the imputer return such a column exactly.
+    data_min_, data_max_ : ndarray of shape (n_features,)
+        Smallest and largest observed training entry of each column.
+    integer_features_ : ndarray of bool of shape (n_features,)
+        Whether the column's observed training entries are all whole numbers
+        (and not all equal).
     smoothing_ : float
         Noise level of the returned density (see ``smoothing``).
     smoothing_scores_ : ndarray of shape (n_candidates,)
@@ -254,6 +267,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         column_transform="auto",
         n_steps=16,
         sampler="ode",
+        sample_domain="data",
         divergence="auto",
         n_probes=8,
         reference="mixture",
@@ -280,6 +294,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.column_transform = column_transform
         self.n_steps = n_steps
         self.sampler = sampler
+        self.sample_domain = sample_domain
         self.divergence = divergence
         self.n_probes = n_probes
         self.reference = reference

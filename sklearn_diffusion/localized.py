@@ -146,6 +146,14 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Steps of the sampler and of the likelihood integrator.
     sampler : {"ode", "sde"}, default="ode"
         Probability-flow ODE (RK4) or reverse SDE (exponential integrator).
+    sample_domain : {"data", "real"}, default="data"
+        What ``sample`` and ``sample_conditional`` return. ``"data"``: each
+        column clipped to the range of its training entries (no negative
+        draw of a column that never was), and a column whose training
+        entries are all whole numbers rounded to them, as SDV's
+        ``enforce_min_max_values`` and ``enforce_rounding`` do. ``"real"``:
+        the model's draws as they are, rows of the very density
+        ``score_samples`` returns.
     device : str or torch.device, default="auto"
         ``"auto"`` uses a CUDA GPU when there is one; blocks then share the
         device through threads (never CUDA in forked workers).
@@ -186,6 +194,11 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         The value of each column whose observed training entries are all
         equal (NaN for the others); ``sample``, ``sample_conditional`` and
         the imputer return such a column exactly.
+    data_min_, data_max_ : ndarray of shape (n_features,)
+        Smallest and largest observed training entry of each column.
+    integer_features_ : ndarray of bool of shape (n_features,)
+        Whether the column's observed training entries are all whole numbers
+        (and not all equal).
     smoothing_ : float
         Noise level of the returned density (see ``smoothing``).
     smoothing_scores_ : ndarray of shape (n_candidates,)
@@ -298,6 +311,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         column_transform="gaussianize",
         n_steps=16,
         sampler="ode",
+        sample_domain="data",
         device="auto",
         random_state=None,
         verbose=0,
@@ -326,6 +340,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         self.column_transform = column_transform
         self.n_steps = n_steps
         self.sampler = sampler
+        self.sample_domain = sample_domain
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -429,8 +444,8 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         ValueError
             On an unknown feature or a ``features`` that is not 1-D, an
             ``X`` with another number of features, when a parameter other
-            than ``n_jobs``, ``verbose`` or ``device`` changed since
-            :meth:`fit` (the re-trained sub-models would not fit with the
+            than ``n_jobs``, ``verbose``, ``device`` or ``sample_domain``
+            changed since :meth:`fit` (the re-trained sub-models would not fit with the
             others; call :meth:`fit`), or with a global component
             (``n_global_components > 0``), which couples every coordinate.
 
@@ -479,7 +494,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         return self
 
     #: Parameters refit_features may change: they do not shape the fitted model.
-    _refit_free_params = ("n_jobs", "verbose", "device")
+    _refit_free_params = ("n_jobs", "verbose", "device", "sample_domain")
 
     def _check_unchanged_settings(self):
         """Raise ``ValueError`` unless the parameters are those of the last fit (but for a few)."""

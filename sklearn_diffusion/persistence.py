@@ -68,6 +68,9 @@ _MODEL_ATTRIBUTES = {
     "column_bandwidth_": ("positive", ("d",)),
     "column_normal_weight_": ("finite", ("d",)),
     "constant_values_": ("float", ("d",)),
+    "data_min_": ("float", ("d",)),
+    "data_max_": ("float", ("d",)),
+    "integer_features_": ("flags", ("d",)),
     "loss_curve_": ("float", (None,)),
     "validation_loss_curve_": ("float", (None,)),
     "n_iter_": ("count", None),
@@ -108,7 +111,8 @@ _ATTRIBUTES = {
     },
 }
 _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
-             "column_normal_weight_", "constant_values_", "reference_", "global_components_",
+             "column_normal_weight_", "constant_values_", "data_min_", "data_max_",
+             "integer_features_", "reference_", "global_components_",
              "global_variances_", "member_references_"}
 
 
@@ -438,6 +442,10 @@ def _check_value(key, value, kind, shape, sizes):
     if kind == "strings":
         if value.dtype != object:
             raise _Malformed(f"{key} must hold strings")
+        return
+    if kind == "flags":
+        if value.dtype != bool:
+            raise _Malformed(f"{key} must hold booleans, not {value.dtype}")
         return
     if value.dtype.kind != "f":
         raise _Malformed(f"{key} must hold floats, not {value.dtype}")
