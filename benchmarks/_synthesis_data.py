@@ -114,9 +114,9 @@ def to_frame(spec, X):
     for j, col in enumerate(spec.columns):
         if spec.is_categorical(j):
             names = spec.labels.get(j) or [str(c) for c in range(spec.categories[j])]
-            data[col] = pd.Series([str(names[int(c)]) for c in X[:, j]], dtype="object")
+            data[str(col)] = pd.Series([str(names[int(c)]) for c in X[:, j]], dtype="object")
         else:
-            data[col] = X[:, j]
+            data[str(col)] = X[:, j]
     return pd.DataFrame(data)
 
 
@@ -127,9 +127,9 @@ def from_frame(spec, df):
         if spec.is_categorical(j):
             names = spec.labels.get(j) or [str(c) for c in range(spec.categories[j])]
             index = {str(n): c for c, n in enumerate(names)}
-            out[:, j] = [index.get(str(v), 0) for v in df[col]]
+            out[:, j] = [index.get(str(v), 0) for v in df[str(col)]]
         else:
-            out[:, j] = df[col].to_numpy(dtype=np.float64)
+            out[:, j] = df[str(col)].to_numpy(dtype=np.float64)
     return out
 
 

@@ -12,7 +12,11 @@ rows go through the same metrics: the floor (``real rows``).
 Methods fitted here, one at a time, one thread:
 
 * ``diffusion``: ``sklearn_diffusion.BootstrappedScoreEstimator(random_state=seed)``,
-  the defaults, ``sample``;
+  the defaults, fitted on the table as a DataFrame whose categorical columns
+  are strings (its own categorical columns, issue 27 part 2), ``sample``;
+* ``diffusion (one-hot)``: the same estimator with ``sample_domain="real"``
+  on the one-hot table below, the baseline before part 2 (the default's
+  rounding of 0/1 columns would leave all-zero blocks to the argmax);
 * ``KDE``: Gaussian KernelDensity, bandwidth grid-searched (3-fold) on
   standardized columns (``_peers.GridSearchKDE``), ``sample``;
 * ``GMM``: GaussianMixture chosen by BIC over components and covariance
@@ -20,11 +24,9 @@ Methods fitted here, one at a time, one thread:
 * ``NSF``: zuko's neural spline flow of ``density.py`` (``_peers.ZukoFlow``),
   ``sample``.
 
-None of them takes categorical columns: they see each categorical column
+Except ``diffusion``, none of them takes categorical columns: they see each categorical column
 (the class target of every set, penguins' species, island, sex and year)
-one-hot, and their samples are decoded by the argmax of each block. That is
-the baseline that part 2 of the issue (categorical columns in ``fit``) is
-to replace.
+one-hot, and their samples are decoded by the argmax of each block.
 
 The SDV (GaussianCopula, CTGAN, TVAE) and ForestDiffusion peers need pandas < 3
 and run in their own environment (``synthesis_peers.py``, see its
@@ -49,7 +51,7 @@ from _peers import GaussianMixtureBIC, GridSearchKDE, Standardized, ZukoFlow
 from _synthesis_metrics import floor_metrics
 
 SEEDS = (0, 1, 2)
-OWN = ("diffusion", "KDE", "GMM", "NSF")
+OWN = ("diffusion", "diffusion (one-hot)", "KDE", "GMM", "NSF")
 PEERS = ("GaussianCopula", "CTGAN", "TVAE", "ForestDiffusion", "ForestDiffusion (defaults)")
 FLOOR = "real rows"
 
@@ -123,14 +125,28 @@ def _flow_draw(flow, n, seed):
         return flow.flow_().sample((n,)).double().numpy()
 
 
-def _diffusion(seed):
+def _diffusion(seed, **params):
     from sklearn_diffusion import BootstrappedScoreEstimator
 
-    return BootstrappedScoreEstimator(random_state=seed)
+    return BootstrappedScoreEstimator(random_state=seed, **params)
+
+
+def _diffusion_table(spec, train, n, seed):
+    """``fit_sample`` of the default on the table with its categorical columns as strings."""
+    model = _diffusion(seed)
+    start = time.perf_counter()
+    model.fit(D.to_frame(spec, train))
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    rows = model.sample(n, random_state=seed)
+    sample_s = time.perf_counter() - start
+    return D.from_frame(spec, rows), fit_s, sample_s, _note(model)
 
 
 METHODS = {
-    "diffusion": _fit_sample(_diffusion, lambda m, n, s: m.sample(n, random_state=s)),
+    "diffusion": _diffusion_table,
+    "diffusion (one-hot)": _fit_sample(lambda s: _diffusion(s, sample_domain="real"),
+                                       lambda m, n, s: m.sample(n, random_state=s)),
     "KDE": _fit_sample(lambda s: Standardized(GridSearchKDE()), _standardized_draw(_kde_draw)),
     "GMM": _fit_sample(lambda s: Standardized(GaussianMixtureBIC()),
                        _standardized_draw(_gmm_draw)),
@@ -263,6 +279,16 @@ def targets(rows, summary, methods, data):
     return lines + [""]
 
 
+def _row_states(rows):
+    """Lines naming the package state of the methods whose rows a later run merged in."""
+    states = {}
+    for r in rows:
+        if r.get("library"):
+            states.setdefault(r["library"], set()).add(r["method"])
+    return [f"Rows of {', '.join(sorted(m))}: sklearn_diffusion {state}." for state, m in
+            states.items()] + ([""] if states else [])
+
+
 def report(rows, data, seeds, meta):
     body, summary, methods, data = tables(rows, data, seeds)
     errors = [f"- {r['data']} seed {r['seed']} {r['method']}: {r['error']}" for r in rows
@@ -278,13 +304,17 @@ def report(rows, data, seeds, meta):
          "0.5. `real rows` is the floor: the training rows themselves scored as if synthetic "
          "(for DCR: half of the holdout rows against halves of both sets), which a method "
          "can only match on average."), "",
-        ("The diffusion default, KDE, GMM and NSF take no categorical columns: they were "
-         "fitted on the table with every categorical column one-hot (the class target of "
-         "every set; penguins' species, island, sex, year), and their rows decoded by the "
-         "argmax of each block. This is the baseline that part 2 of issue 27 is to replace. "
-         "SDV's synthesizers get the categorical columns as strings, ForestDiffusion as its "
+        ("The diffusion default takes the table as a DataFrame with its categorical columns "
+         "(the class target of every set; penguins' species, island, sex, year) as strings "
+         "(`categorical_features`, issue 27 part 2). `diffusion (one-hot)` (the baseline "
+         "before it, with `sample_domain=\"real\"`), KDE, GMM and NSF take no categorical "
+         "columns: they were fitted on the table with every categorical column one-hot, and "
+         "their rows decoded by the argmax of each block. SDV's synthesizers get the "
+         "categorical columns as strings, ForestDiffusion as its "
          "`cat_indexes`/`bin_indexes`."), "",
-        f"Package: sklearn_diffusion {meta.get('library', '(state not recorded)')}.", "",
+        (f"Package (rows without a state of their own): sklearn_diffusion "
+         f"{meta.get('library', '(state not recorded)')}."), "",
+    ] + _row_states(rows) + [
         f"Peers' settings: {meta.get('peer_settings', 'see synthesis_peers.py')}.", "",
         ("Timings were taken on the shared 2-core machine with one thread per process while "
          "two other engineers ran their own benchmarks (load average before each own row in "
@@ -336,6 +366,12 @@ def main(argv=None):
             "threads": args.threads, "library": _library_state(),
             "versions": {p: version(p) for p in ("scikit-learn", "numpy", "torch", "zuko")}}
     rows = []
+    previous = _report.load(args.out) if args.merge else None
+    if previous and previous.get("library"):
+        # The package line describes the rows without a state of their own.
+        meta["library"], row_library = previous["library"], meta["library"]
+    else:
+        row_library = meta["library"]
     if args.tables_only:
         saved = _report.load(args.out)
         rows, meta = saved["rows"], {k: v for k, v in saved.items() if k not in ("rows",
@@ -361,6 +397,7 @@ def main(argv=None):
                             row = D.cell(spec, data, seed, method, train, holdout,
                                          METHODS[method])
                         row["load_before"] = load
+                        row["library"] = row_library
                         rows.append(row)
                         print(f"[{time.perf_counter() - begin:6.0f}s] {data} seed {seed} "
                               f"{method}: " + (row.get("error") or

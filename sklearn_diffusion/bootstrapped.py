@@ -101,6 +101,21 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         no training (``"gaussianize"`` with fewer than 20 such rows).
         Gaussianizing wins on skewed and bounded columns, standardizing on
         data that is already a Gaussian mixture on its own scale.
+    categorical_features : "from_dtype", None or array-like, default="from_dtype"
+        Columns to model as categories (after
+        ``HistGradientBoostingClassifier``'s parameter). ``"from_dtype"``:
+        the ``category``, ``object``, ``bool`` and string columns of a
+        pandas DataFrame (none of an array); None: none; else column names,
+        positions or a boolean mask. Each category gets a cell of volume one
+        in continuous coordinates, disjoint from the others' (one coordinate
+        for two categories, one per category from three), filled by uniform
+        dequantization; samples are decoded by the cell's region. Then
+        ``sample`` returns a DataFrame with the columns, dtypes and categories
+        of ``X``, ``sample_conditional`` takes and returns tables (a missing
+        category is None or NaN), and ``score_samples`` is a lower bound on
+        the log of the density of the numeric columns times the probability
+        of the categories (see its docstring). A category unseen in ``fit``
+        is a ``ValueError``.
     n_steps : int, default=16
         Steps of the sampler and of the likelihood integrator.
     sampler : {"ode", "sde"}, default="ode"
@@ -173,6 +188,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
     integer_features_ : ndarray of bool of shape (n_features,)
         Whether the column's observed training entries are all whole numbers
         (and not all equal).
+    table_codec_ : object
+        The coordinates of the categorical columns (only when ``X`` had
+        some; see ``categorical_features``).
+    dequantization_offsets_ : ndarray of shape (8, n_category_coordinates)
+        Fixed dequantizations of the categories that ``score_samples``
+        averages over (only with categorical columns).
     smoothing_ : float
         Noise level of the returned density (see ``smoothing``).
     smoothing_scores_ : ndarray of shape (n_candidates,)
@@ -265,6 +286,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         t_max=10.0,
         smoothing="auto",
         column_transform="auto",
+        categorical_features="from_dtype",
         n_steps=16,
         sampler="ode",
         sample_domain="data",
@@ -292,6 +314,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.t_max = t_max
         self.smoothing = smoothing
         self.column_transform = column_transform
+        self.categorical_features = categorical_features
         self.n_steps = n_steps
         self.sampler = sampler
         self.sample_domain = sample_domain
@@ -311,6 +334,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         "divergence": [StrOptions({"auto", "exact", "hutchinson"})],
         "n_probes": [Interval(Integral, 1, None, closed="left")],
         "column_transform": [StrOptions({"auto", "gaussianize", "standardize"})],
+        "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
         "reference": [StrOptions({"auto", "mixture", "normal"})],
         "n_networks": [Interval(Integral, 1, None, closed="left")],
     }
@@ -425,7 +449,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         if not references or not set(references) <= {"mixture", "normal"}:
             raise ValueError(f"member_references_ must name 'mixture' or 'normal' networks, "
                              f"got {references!r}")
-        networks = [ScoreMLP(self.n_features_in_, tuple(self.hidden_layer_sizes))
+        networks = [ScoreMLP(len(self.mean_), tuple(self.hidden_layer_sizes))
                     for _ in references]
         return self._assemble(networks, references)
 
@@ -435,7 +459,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         # probes bias every row the same way (1.4 to 2.2 nats on digits-64),
         # which no averaging over rows removes.
         exact = self.divergence == "exact" or (
-            self.divergence == "auto" and self.n_features_in_ <= self._max_exact_features
+            self.divergence == "auto" and len(self.mean_) <= self._max_exact_features
         )
         if exact:
             def score_div(x, t):

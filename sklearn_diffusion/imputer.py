@@ -8,6 +8,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._tabular import categorical_columns
 from ._threads import torch_threads
 from ._utils import chunks
 from ._validation import MAX_SEED, atomic_fit
@@ -160,12 +161,17 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self : object
             The fitted imputer.
         """
-        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2,
-                          ensure_all_finite="allow-nan")
         if self.estimator is None:
             estimator = BootstrappedScoreEstimator(**self._default_settings)
         else:
             estimator = clone(self.estimator)
+        spec = getattr(estimator, "categorical_features", None)
+        if hasattr(X, "columns") and len(categorical_columns(X, spec)):
+            # A table with categories: the estimator codes it (and checks it).
+            validate_data(self, X, skip_check_array=True)
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2,
+                              ensure_all_finite="allow-nan")
         if self.random_state is not None and estimator.get_params().get("random_state", 0) is None:
             seed = int(check_random_state(self.random_state).randint(MAX_SEED))
             estimator.set_params(random_state=seed)
@@ -183,18 +189,27 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_filled : ndarray of shape (n_samples, n_features)
+        X_filled : ndarray or DataFrame of shape (n_samples, n_features)
             ``X`` with every NaN replaced: by the mean of ``n_samples``
             conditional draws, or by one draw with ``sample_posterior=True``.
-            Observed entries are returned exactly.
+            Observed entries are returned exactly. A table fitted with
+            categorical columns comes back as a DataFrame with its dtypes: a
+            missing category is filled with the most frequent of its draws,
+            a missing entry of an integer column with the rounded mean.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
-                          ensure_all_finite="allow-nan").astype(np.float64)
+        table = hasattr(self.estimator_, "table_codec_")
+        if table:
+            validate_data(self, X, reset=False, skip_check_array=True)
+            X = X.copy()
+            missing = X.isna().to_numpy()
+        else:
+            X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
+                              ensure_all_finite="allow-nan").astype(np.float64)
+            missing = np.isnan(X)
         # The seed is drawn once per call and shared by every chunk: each
         # row's draws are keyed by its own content (see sample_conditional).
         seed = int(check_random_state(self.random_state).randint(MAX_SEED))
-        missing = np.isnan(X)
         rows = np.flatnonzero(missing.any(axis=1))
         n_draws = 1 if self.sample_posterior else self.n_samples
         for part in chunks(len(rows), self._chunk_rows):
@@ -203,8 +218,12 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             # rows get independent draws (multiple imputation needs them).
             ids = {"row_ids": index} if self.sample_posterior else {}
             draws = self.estimator_.sample_conditional(
-                X[index], n_samples=n_draws, n_resample=self.n_resample, random_state=seed, **ids
+                X.iloc[index] if table else X[index], n_samples=n_draws,
+                n_resample=self.n_resample, random_state=seed, **ids
             )
+            if table:
+                _fill_table(X, index, missing[index], draws)
+                continue
             # Identical draws (a constant column) give their value, not a rounded mean.
             fill = np.where(draws.min(axis=0) == draws.max(axis=0), draws[0], draws.mean(axis=0))
             X[index] = np.where(missing[index], fill, X[index])
@@ -214,3 +233,28 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
+
+
+def _fill_table(X, index, missing, draws):
+    """Fill the missing entries of rows ``index`` of the table ``X`` from their ``draws``.
+
+    ``draws`` is ``sample_conditional``'s table, indexed by (draw, row):
+    numeric columns get the mean of the draws (rounded in an integer
+    column), categorical ones their most frequent category (the first of
+    the tied in category order).
+    """
+    from pandas.api import types
+
+    by_row = draws.groupby(level="row", sort=True)
+    for j, name in enumerate(X.columns):
+        gaps = np.flatnonzero(missing[:, j])
+        if not len(gaps):
+            continue
+        column = draws[name]
+        if types.is_numeric_dtype(column.dtype) and not types.is_bool_dtype(column.dtype):
+            fill = column.groupby(level="row", sort=True).mean().to_numpy()
+            if types.is_integer_dtype(X[name].dtype):
+                fill = np.round(fill)
+        else:
+            fill = by_row[name].agg(lambda v: v.value_counts(sort=True).index[0]).to_numpy()
+        X.iloc[index[gaps], j] = fill[gaps]

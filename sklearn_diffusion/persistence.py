@@ -254,6 +254,15 @@ def save(estimator, path):
         raise TypeError(f"save supports {sorted(_CLASSES)}, not {name}.")
     if not hasattr(estimator, "n_features_in_"):
         raise ValueError(f"This {name} instance is not fitted yet; fit it before saving.")
+    inner = getattr(estimator, "estimator_", estimator)
+    if hasattr(inner, "table_codec_"):
+        # Categories can be any Python objects; this format holds only
+        # tensors, numbers and strings.
+        raise ValueError(
+            f"save does not support a {type(inner).__name__} fitted on categorical columns yet; "
+            "use joblib.dump (and load only files you trust), or code the categories as "
+            "numbers before fitting."
+        )
     _write(_payload(estimator), path)
 
 

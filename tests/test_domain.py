@@ -1,4 +1,4 @@
-"""Samples stay in the columns' training domain: range, and whole numbers where the data has them."""
+"""Samples stay in the columns' training domain: their range, and whole numbers where they were."""
 
 import numpy as np
 import pytest
