@@ -409,8 +409,19 @@ def _splice(old, new, columns):
     return out
 
 
+def _keep_linear(knots, columns):
+    # Identity maps for ``columns``: the knots' rows become z = x (slope 1,
+    # also beyond the end knots).
+    if columns is None or not len(columns):
+        return knots
+    x_knots, z_knots = knots[0].copy(), knots[1].copy()
+    line = np.linspace(-1.0, 1.0, x_knots.shape[1])
+    x_knots[columns], z_knots[columns] = line, line
+    return (x_knots, z_knots, *knots[2:])
+
+
 def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=None,
-            columns=None):
+            columns=None, linear=None):
     """Validated rows ``X`` to the model's space: the one preprocessing of ``fit`` and refits.
 
     Drops rows with no observed entry, standardizes on the observed
@@ -436,6 +447,10 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
         Share of the rows held out (0 for none).
     previous : ColumnMap, optional
     columns : array of int, optional
+    linear : array of int, optional
+        Columns that are standardized only, never Gaussianized (the
+        categories' coordinates: a Gaussianizing map would close the gaps
+        between their cells).
 
     Returns
     -------
@@ -486,7 +501,7 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
         warn_if_near_discrete(Z[:, columns], t_min)
     else:
         if column_transform != "standardize":
-            knots = fit_gaussianizer(Z, generator=make_generator(seed))
+            knots = _keep_linear(fit_gaussianizer(Z, generator=make_generator(seed)), linear)
             Z_g = gaussianize(Z, *knots[:2])[0]
             Z_val_g = None if Z_val is None else gaussianize(Z_val, *knots[:2])[0]
             gaussian = True
