@@ -47,6 +47,14 @@ def _is_frame(X):
     return hasattr(X, "columns") and hasattr(X, "dtypes") and hasattr(X, "iloc")
 
 
+def _as_array(frame):
+    # Floats where every category is a number, objects otherwise.
+    try:
+        return frame.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        return frame.to_numpy(dtype=object)
+
+
 def categorical_columns(X, categorical_features):
     """Positions of the categorical columns of ``X`` that ``categorical_features`` names.
 
@@ -138,6 +146,7 @@ class TableCodec:
     dtypes: tuple
     categorical: tuple
     categories: tuple
+    frame: bool = True  #: whether fit saw a DataFrame (else arrays come back)
 
     @classmethod
     def fit(cls, X, categorical):
@@ -161,7 +170,7 @@ class TableCodec:
                 raise ValueError(f"Categorical column {frame.columns[j]!r} has no observed value.")
             categories.append(tuple(levels))
         return cls(tuple(frame.columns), tuple(frame.dtypes), tuple(int(j) for j in categorical),
-                   tuple(categories))
+                   tuple(categories), _is_frame(X))
 
     @property
     def _sizes(self):
@@ -283,11 +292,18 @@ class TableCodec:
                 columns[j] = pd.Series(values).astype(dtype)
         frame = pd.DataFrame(columns)
         frame.columns = list(self.columns)
-        return frame
+        return frame if self.frame else _as_array(frame)
 
     def decode_draws(self, draws):
-        """Conditional draws (n_samples, n_rows, width) as one table, indexed by (draw, row)."""
+        """Conditional draws (n_samples, n_rows, width) as one table, indexed by (draw, row).
+
+        For a codec fitted on an array: an array (n_samples, n_rows, n_features).
+        """
         import pandas as pd
+
+        if not self.frame:
+            return self.decode(draws.reshape(-1, draws.shape[-1])).reshape(
+                draws.shape[0], draws.shape[1], -1)
 
         n_samples, n_rows, _ = draws.shape
         frame = self.decode(draws.reshape(n_samples * n_rows, -1))

@@ -115,7 +115,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         category is None or NaN), and ``score_samples`` is a lower bound on
         the log of the density of the numeric columns times the probability
         of the categories (see its docstring). A category unseen in ``fit``
-        is a ``ValueError``.
+        is a ``ValueError``. Positions on an array work too, and arrays
+        come back (floats when every category is a number).
     n_steps : int, default=16
         Steps of the sampler and of the likelihood integrator.
     sampler : {"ode", "sde"}, default="ode"

@@ -176,6 +176,10 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             seed = int(check_random_state(self.random_state).randint(MAX_SEED))
             estimator.set_params(random_state=seed)
         self.estimator_ = estimator.fit(X)
+        codec = getattr(self.estimator_, "table_codec_", None)
+        if codec is not None and not codec.frame:
+            raise ValueError("DiffusionImputer takes categorical columns in a pandas DataFrame; "
+                             "pass X as one.")
         return self
 
     @torch_threads()

@@ -285,11 +285,10 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         tiny = np.finfo(np.float64).tiny
 
         coded = self._coded(X)
-        table = X if hasattr(X, "iloc") else None
+        source = X.iloc if hasattr(X, "iloc") else X  # the rows as the estimator takes them
 
         def piece(rows):
-            learned = self.estimator_.anomaly_score(
-                coded[rows] if table is None else table.iloc[rows], method="score_norm", **levels)
+            learned = self.estimator_.anomaly_score(source[rows], method="score_norm", **levels)
             memorized = empirical_score_norm(
                 torch.from_numpy(scorer.network_input(coded[rows])).to(scorer.device), reference,
                 times,

@@ -189,3 +189,20 @@ def test_the_imputer_fills_categories_with_categories():
     # The temperature tells the kind: far better than the most common kind
     # (A, half the rows); HistGradientBoostingClassifier on the complete rows gets 0.80.
     assert (filled["kind"][gone] == X["kind"][gone]).mean() > 0.7
+
+
+def test_arrays_with_categorical_positions_stay_arrays():
+    from sklearn_diffusion import DiffusionImputer, DiffusionOutlierDetector
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.integers(0, 3, 300), rng.normal(size=300)])
+    est = BootstrappedScoreEstimator(**FAST, categorical_features=[0])
+    S = est.fit(X).sample(50, random_state=0)
+    assert isinstance(S, np.ndarray) and S.dtype == np.float64
+    assert set(S[:, 0]) <= {0.0, 1.0, 2.0}
+    draws = est.sample_conditional([[np.nan, 0.5]], n_samples=4, random_state=0)
+    assert draws.shape == (4, 1, 2) and set(draws[:, 0, 0]) <= {0.0, 1.0, 2.0}
+    det = DiffusionOutlierDetector(est).fit(X)
+    assert det.score_samples(X[:5]).shape == (5,)
+    with pytest.raises(ValueError, match="DataFrame"):
+        DiffusionImputer(est).fit(X)
