@@ -312,6 +312,21 @@ class TableCodec:
         return frame
 
 
+def _refuse_text_columns(est, X):
+    # An estimator without categorical_features (the localized one) takes
+    # numbers and booleans; say so before NumPy fails on a string.
+    if not _is_frame(X):
+        return
+    text = [X.columns[j] for j in categorical_columns(X, "from_dtype")
+            if str(X.dtypes.iloc[j]) != "bool"]
+    if text:
+        raise ValueError(
+            f"{type(est).__name__} takes numeric columns only, but X has categorical "
+            f"columns {text}; use BootstrappedScoreEstimator (categorical_features) or "
+            "code them as numbers first."
+        )
+
+
 #: Dequantization draws per row in ``score_samples`` of a table with categories.
 N_DEQUANTIZATIONS = 8
 
@@ -344,6 +359,8 @@ def validate_table(est, X, *, reset=False, allow_nan=False, offsets=None):
     if reset:
         est.__dict__.pop("table_codec_", None)
         est.__dict__.pop("dequantization_offsets_", None)
+        if not hasattr(est, "categorical_features"):
+            _refuse_text_columns(est, X)
         categorical = categorical_columns(X, getattr(est, "categorical_features", None))
         if not len(categorical):
             return validate_data(est, X, ensure_min_samples=2, **checks)

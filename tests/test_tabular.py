@@ -206,3 +206,15 @@ def test_arrays_with_categorical_positions_stay_arrays():
     assert det.score_samples(X[:5]).shape == (5,)
     with pytest.raises(ValueError, match="DataFrame"):
         DiffusionImputer(est).fit(X)
+
+
+def test_the_localized_estimator_refuses_text_columns_clearly():
+    from sklearn_diffusion import LocalizedDiffusionEstimator
+
+    X = _plant(n=50)
+    with pytest.raises(ValueError, match=r"numeric columns only.*'kind'"):
+        LocalizedDiffusionEstimator(locality=(5,), max_iter=10).fit(X)
+    # Booleans are numbers to it, as before.
+    numeric = X[["shift", "temp", "on"]]
+    LocalizedDiffusionEstimator(locality=(3,), radius=1, hidden_layer_sizes=(8,), max_iter=10,
+                                random_state=0).fit(numeric)
