@@ -116,7 +116,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         the log of the density of the numeric columns times the probability
         of the categories (see its docstring). A category unseen in ``fit``
         is a ``ValueError``. Positions on an array work too, and arrays
-        come back (floats when every category is a number).
+        come back (floats when every category is a number). Categorical
+        columns need pandas.
     n_steps : int, default=16
         Steps of the sampler and of the likelihood integrator.
     sampler : {"ode", "sde"}, default="ode"
