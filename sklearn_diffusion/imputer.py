@@ -205,6 +205,9 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         table = hasattr(self.estimator_, "table_codec_")
         if table:
             validate_data(self, X, reset=False, skip_check_array=True)
+            if not hasattr(X, "isna"):
+                raise ValueError("This imputer was fitted on a DataFrame with categorical "
+                                 "columns; pass X as a DataFrame with the same columns.")
             X = X.copy()
             missing = X.isna().to_numpy()
         else:

@@ -186,6 +186,8 @@ def test_the_imputer_fills_categories_with_categories():
     assert (filled.dtypes == X.dtypes).all()
     assert not filled.isna().any().any()
     pd.testing.assert_frame_equal(filled[~gone], X[~gone])
+    with pytest.raises(ValueError, match="DataFrame"):
+        imp.transform(holed.to_numpy())
     # The temperature tells the kind: far better than the most common kind
     # (A, half the rows); HistGradientBoostingClassifier on the complete rows gets 0.80.
     assert (filled["kind"][gone] == X["kind"][gone]).mean() > 0.7
