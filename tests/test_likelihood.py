@@ -94,7 +94,8 @@ def test_samples_of_the_broad_part_follow_its_student_t_law():
 
     X = np.random.default_rng(0).normal(size=(100, 2))
     est = BootstrappedScoreEstimator(hidden_layer_sizes=(8,), max_iter=2, n_networks=1,
-                                     column_transform="standardize", random_state=0).fit(X)
+                                     column_transform="standardize", sample_domain="real",
+                                     random_state=0).fit(X)
     est._broad_weight = 1.0  # every row from the broad part
     Z = (est.sample(4000, random_state=0) - est.mean_) / est.scale_
     # 4,000 draws: a KS p-value below 1e-3 would mean another law.
