@@ -157,7 +157,9 @@ def main():
         np.savez(PATH, **out)
         print(f"wrote {len(out)} arrays to {PATH}")
         return 0
-    golden = dict(np.load(PATH))
+    # The file is this tool's own local record; string attributes
+    # (member_references_) are stored as object arrays.
+    golden = dict(np.load(PATH, allow_pickle=True))
     bad = sorted(set(golden) ^ set(out))
     for key in sorted(set(golden) & set(out)):
         a, b = golden[key], np.asarray(out[key])
