@@ -7,6 +7,7 @@ bandwidth.
 """
 
 import math
+import warnings
 
 import numpy as np
 
@@ -91,3 +92,55 @@ def select_smoothing(log_density, Z_val, candidates):
 
     best = unimodal_argmax(score, len(candidates))
     return float(candidates[best]), scores
+
+
+class HeldOutLikelihood:
+    """Early stopping's criterion: the held-out mean log-likelihood at a smoothing that follows its best.
+
+    ``log_density(model, Z, smoothing)`` gives a model's log-density of the
+    rows ``Z``. The first call finds the best of ``candidates`` with the
+    search of :func:`select_smoothing`; each later call evaluates that
+    candidate only (one ODE pass) while it improves on the best score so
+    far, and otherwise also its two neighbours, moving to the best of them,
+    since the optimum moves little between checks. Watching a fixed
+    smoothing stopped too early on ``banana6``
+    (``benchmarks/results/studies/early_stopping_smoothing.md``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion._selection import HeldOutLikelihood
+    >>> criterion = HeldOutLikelihood(lambda m, Z, s: -(np.log(s) - m) ** 2 + 0 * Z[:, 0],
+    ...                               np.zeros((3, 1)), np.geomspace(0.01, 1.0, 5))
+    >>> round(criterion(np.log(0.1)), 3), round(criterion(np.log(0.1) + 0.5), 3)
+    (0.0, -0.25)
+    """
+
+    def __init__(self, log_density, Z_val, candidates):
+        self.log_density, self.Z_val, self.candidates = log_density, Z_val, candidates
+        self.index, self.best = None, -np.inf
+
+    def _score(self, model, i):
+        # A check is internal: a row the half-trained network finds
+        # impossible is not the user's concern (fit's final choice warns).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            value = float(np.mean(self.log_density(model, self.Z_val, self.candidates[i])))
+        return value if not np.isnan(value) else -np.inf
+
+    def __call__(self, model):
+        scores = {}
+
+        def score(i):
+            if i not in scores:
+                scores[i] = self._score(model, i)
+            return scores[i]
+
+        if self.index is None:
+            self.index = unimodal_argmax(score, len(self.candidates))
+        elif score(self.index) <= self.best:
+            window = [i for i in (self.index - 1, self.index, self.index + 1)
+                      if 0 <= i < len(self.candidates)]
+            self.index = max(window, key=lambda i: (score(i), -i))
+        self.best = max(self.best, scores[self.index])
+        return scores[self.index]

@@ -8,6 +8,8 @@ import torch
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import BaseDiffusionEstimator
+from ._model_space import MIN_SELECTION_ROWS
+from ._selection import HeldOutLikelihood, smoothing_candidates
 from ._utils import make_generator
 from ._validation import MAX_SEED
 from .likelihood import hutchinson_divergence
@@ -62,11 +64,23 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Decay of the exponential moving average of the weights, which is both
         the frozen target of bootstrapping and the fitted model.
     early_stopping : bool, default=True
-        Hold out ``validation_fraction`` of the rows, measure their denoising
-        loss every 100 steps, stop after ``n_iter_no_change`` checks without
-        improvement and keep the best weights. Diffusion models overfit small
-        data sets early, so this is on by default; it is skipped when the
-        held-out fraction would have no row.
+        Hold out ``validation_fraction`` of the rows, measure them every 100
+        steps (see ``stopping_metric``), stop after ``n_iter_no_change``
+        checks without improvement and keep the best weights. Diffusion
+        models overfit small data sets early, so this is on by default; it
+        is skipped when the held-out fraction would have no row.
+    stopping_metric : {"auto", "likelihood", "loss"}, default="auto"
+        What early stopping watches. ``"loss"``: the held-out denoising
+        loss. ``"likelihood"``: the held-out mean log-likelihood, at the
+        smoothing candidate (see ``smoothing``) that is best at the first
+        check and then followed to the better of its neighbours (three ODE
+        passes over at most 500 complete held-out rows per check, and per
+        network). With the reference mixture as skip term, the loss
+        flattens before the network has learned what the mixture cannot
+        represent, and stopping on it ended training early on curved shapes
+        (``benchmarks/results/studies/early_stopping.md``). ``"auto"``: the
+        likelihood when there are at least 20 complete held-out rows, else
+        the loss (``"likelihood"`` falls back to it there too).
     validation_fraction : float, default=0.1
         Fraction of the rows held out for early stopping.
     n_iter_no_change : int, default=5
@@ -206,6 +220,13 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Training loss per step.
     validation_loss_curve_ : ndarray of shape (n_checks,)
         Held-out denoising loss at every check (empty without early stopping).
+    stopping_metric_ : str
+        What early stopping watched: ``"likelihood"`` or ``"loss"`` (see
+        ``stopping_metric``; ``"loss"`` also without early stopping).
+    validation_score_curve_ : ndarray of shape (n_checks,)
+        Held-out mean log-likelihood (model space, at the followed
+        smoothing) at every check when ``stopping_metric_`` is
+        ``"likelihood"``, averaged over the networks; empty otherwise.
     n_iter_ : int
         Number of optimizer steps taken.
     best_iter_ : int
@@ -282,6 +303,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         bootstrap_weight=0.5,
         ema_decay=0.999,
         early_stopping=True,
+        stopping_metric="auto",
         validation_fraction=0.1,
         n_iter_no_change=5,
         t_min=1e-3,
@@ -310,6 +332,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.bootstrap_weight = bootstrap_weight
         self.ema_decay = ema_decay
         self.early_stopping = early_stopping
+        self.stopping_metric = stopping_metric
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.t_min = t_min
@@ -339,7 +362,11 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         "categorical_features": [StrOptions({"from_dtype"}), "array-like", None],
         "reference": [StrOptions({"auto", "mixture", "normal"})],
         "n_networks": [Interval(Integral, 1, None, closed="left")],
+        "stopping_metric": [StrOptions({"auto", "likelihood", "loss"})],
     }
+
+    #: Complete held-out rows at most in each check of ``stopping_metric="likelihood"``.
+    _max_stopping_rows = 500
 
     def _fit_model(self, Z, Z_val, device, seed, *, observed=None, observed_val=None,
                    reference=None):
@@ -354,6 +381,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         (self.reference_weights_, self.reference_means_, self.reference_eigenvalues_,
          self.reference_eigenvectors_) = reference
         self.member_references_ = np.array(plan, dtype=object)
+        stopping_rows = self._stopping_rows(Z_val, observed_val)
+        self.stopping_metric_ = "loss" if stopping_rows is None else "likelihood"
         results = []
         for member_seed, kind in zip(seeds, plan):
             generator = make_generator(member_seed, device)
@@ -366,9 +395,15 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
             if Z_val is not None:
                 validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator,
                                             observed=observed_val)
+            criterion = None
+            if stopping_rows is not None:
+                criterion = HeldOutLikelihood(
+                    lambda model, rows, s: self._model_log_density(rows, model, s, device),
+                    stopping_rows, self._stopping_candidates(),
+                )
             results.append(fit_noise_model(
                 network.to(device), Z, generator=generator, observed=observed,
-                validation=validation, **self._training_kwargs()
+                validation=validation, criterion=criterion, **self._training_kwargs()
             ))
         if len(results) == 1:
             return results[0]
@@ -380,7 +415,28 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
             average_curves([r.loss_curve for r in results], weights),
             average_curves([r.validation_curve for r in results], weights),
             int(max(r.best_iter for r in results)),
+            average_curves([r.score_curve for r in results], weights),
         )
+
+    def _record(self, result, prep):
+        super()._record(result, prep)
+        self.validation_score_curve_ = result.score_curve
+
+    def _stopping_rows(self, Z_val, observed_val):
+        """The held-out rows early stopping scores by likelihood (numpy), or None for the loss."""
+        if Z_val is None or self.stopping_metric == "loss":
+            return None
+        rows = Z_val.cpu().numpy().astype(np.float64)
+        complete = ~np.isnan(rows).any(axis=1)
+        if observed_val is not None:  # a refit's rows, filled by draws where unobserved
+            complete &= observed_val.cpu().numpy().astype(bool).all(axis=1)
+        rows = rows[complete][: self._max_stopping_rows]
+        return rows if len(rows) >= MIN_SELECTION_ROWS else None
+
+    def _stopping_candidates(self):
+        if self.smoothing != "auto":
+            return np.array([float(self.smoothing)])
+        return smoothing_candidates(self.t_min, self._max_smoothing, self._n_smoothing_candidates)
 
     def _planned_references(self):
         """The reference of each network: ``reference="auto"`` alternates the mixture and N(0, I)."""

@@ -89,6 +89,8 @@ _ATTRIBUTES = {
         "reference_eigenvectors_": ("finite", ("m", "d", "d")),
         "reference_alone_": ("bool", None),
         "member_references_": ("strings", (None,)),
+        "stopping_metric_": ("stopping_metric", None),
+        "validation_score_curve_": ("float", (None,)),
     },
     "LocalizedDiffusionEstimator": {
         **_MODEL_ATTRIBUTES,
@@ -113,7 +115,8 @@ _ATTRIBUTES = {
 _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
              "column_normal_weight_", "constant_values_", "data_min_", "data_max_",
              "integer_features_", "reference_", "global_components_",
-             "global_variances_", "member_references_"}
+             "global_variances_", "member_references_", "stopping_metric_",
+             "validation_score_curve_"}
 
 
 class _Malformed(Exception):
@@ -428,6 +431,7 @@ def _check_value(key, value, kind, shape, sizes):
         "time": lambda v: isinstance(v, float) and 0 < v < math.inf,
         "finite_number": lambda v: isinstance(v, Real) and math.isfinite(v),
         "method": lambda v: v in ("hybrid", "score_norm", "denoising", "log_density"),
+        "stopping_metric": lambda v: v in ("likelihood", "loss"),
     }
     if kind in scalar_ok:
         if not scalar_ok[kind](value):

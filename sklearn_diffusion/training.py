@@ -40,6 +40,9 @@ class TrainingResult(NamedTuple):
     validation_curve: np.ndarray
     #: Step (1-based) whose weights were kept.
     best_iter: int
+    #: ``criterion`` of the weight average at every check, shape (n_checks,);
+    #: empty without a criterion.
+    score_curve: np.ndarray = np.empty(0)
 
 
 def validation_set(X, t_min, t_max, *, generator, min_size=2048, observed=None):
@@ -146,6 +149,7 @@ def fit_noise_model(
     missing_fill="mean",
     observed=None,
     validation=None,
+    criterion=None,
     n_iter_no_change=10,
     tol=1e-4,
     check_every=100,
@@ -206,6 +210,14 @@ def fit_noise_model(
         the DSM loss of the weight average on them is measured every ``check_every`` steps,
         training stops after ``n_iter_no_change`` checks without an
         improvement of at least ``tol``, and the best weights are kept.
+    criterion : callable ``model -> float`` or None
+        A held-out score to maximize, for example the mean log-likelihood of
+        held-out rows: when given, it is evaluated on the weight average at
+        every check and early stopping watches it instead of the validation
+        loss (any increase counts as an improvement; the loss is still
+        recorded). The denoising loss is a weak proxy for the likelihood
+        once a reference explains most of it
+        (``benchmarks/results/studies/early_stopping.md``).
     n_iter_no_change : int
         Patience of early stopping, in checks.
     tol : float
@@ -264,7 +276,7 @@ def fit_noise_model(
     first_bootstrap = int(bootstrap_start * max_iter) if loss == "bootstrap" else max_iter
     lo, hi = bootstrap_window
     progress = tqdm(total=max_iter, desc=description, disable=not verbose, leave=False)
-    checked, best, best_iter, stale, val_curve = 0, math.inf, max_iter, 0, []
+    checked, best, best_iter, stale, val_curve, score_curve = 0, math.inf, max_iter, 0, [], []
     best_state = None
     for step in range(max_iter):
         idx = torch.randint(n, (batch_size,), generator=generator, device=device)
@@ -311,13 +323,22 @@ def fit_noise_model(
         postfix = {"loss": f"{recent.mean():.4f}"}
         progress.update(step + 1 - checked)
         checked = step + 1
+        watched = None
         if validation is not None:
             with torch.no_grad():
                 val = dsm_loss(ema, *validation, columns, val_observed).item()
             val_curve.append(val)
             postfix["val"] = f"{val:.4f}"
-            if val < best - tol:
-                best, best_iter, stale = val, step + 1, 0
+            watched, margin = val, tol
+        if criterion is not None:
+            score = float(criterion(ema))
+            score_curve.append(score)
+            postfix["score"] = f"{score:.4f}"
+            # NaN never improves (-nan < best is False).
+            watched, margin = -score, 0.0
+        if watched is not None:
+            if watched < best - margin:
+                best, best_iter, stale = watched, step + 1, 0
                 best_state = copy.deepcopy(ema.state_dict())
             else:
                 stale += 1
@@ -332,7 +353,8 @@ def fit_noise_model(
     network.eval()
     ema.eval()
     return TrainingResult(
-        ema, curve[:checked].cpu().numpy().astype(np.float64), np.asarray(val_curve), best_iter
+        ema, curve[:checked].cpu().numpy().astype(np.float64), np.asarray(val_curve), best_iter,
+        np.asarray(score_curve, dtype=np.float64),
     )
 
 

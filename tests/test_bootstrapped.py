@@ -68,6 +68,38 @@ def test_samples_follow_the_data(data):
     np.testing.assert_allclose(np.cov(new.T), np.cov(data.T), atol=0.2)
 
 
+def _curved(n, seed):
+    x = np.random.default_rng(seed).normal(size=(n, 2))
+    return np.c_[x[:, 0], 0.5 * x[:, 1] + x[:, 0] ** 2]
+
+
+def test_likelihood_stopping_keeps_its_best_check_where_the_loss_disagrees():
+    # Seeded so that the held-out denoising loss is lowest at an earlier
+    # check (step 400) than the held-out log-likelihood (step 700).
+    est = BootstrappedScoreEstimator(hidden_layer_sizes=(32, 32), max_iter=1500, n_steps=8,
+                                     n_networks=1, n_iter_no_change=3, random_state=0)
+    est.fit(_curved(400, 0))
+    assert est.stopping_metric_ == "likelihood"
+    scores, losses = est.validation_score_curve_, est.validation_loss_curve_
+    assert len(scores) == len(losses) == est.n_iter_ // 100
+    best = int(np.argmax(scores))
+    assert int(np.argmin(losses)) != best
+    assert est.best_iter_ == 100 * (best + 1)
+    assert len(scores) - 1 - best == 3  # patience 3, counted from the best
+
+
+@pytest.mark.parametrize("n, metric, expected", [(400, "auto", "likelihood"),
+                                                 (150, "auto", "loss"),
+                                                 (150, "likelihood", "loss"),
+                                                 (400, "loss", "loss")])
+def test_stopping_metric_needs_enough_held_out_rows(n, metric, expected):
+    # 10% held out: 40 rows are enough for the likelihood, 15 are not.
+    est = BootstrappedScoreEstimator(stopping_metric=metric, **FAST).fit(_curved(n, 1))
+    assert est.stopping_metric_ == expected
+    assert len(est.validation_score_curve_) == (len(est.validation_loss_curve_)
+                                                if expected == "likelihood" else 0)
+
+
 # --------------------------------------------------- sklearn contract
 def test_fitted_attributes(fitted, data):
     assert fitted.n_features_in_ == 3

@@ -51,6 +51,37 @@ def test_early_stopping_keeps_best_weights():
     assert len(result.loss_curve) < 2000
 
 
+def test_early_stopping_on_a_criterion_keeps_its_best_check():
+    # A held-out score that peaks at the 4th check, where the denoising loss
+    # is not at its best: stopping must follow the score and keep the
+    # weights of that check.
+    g = torch.Generator().manual_seed(1)
+    val = validation_set(torch.randn(256, 2, generator=g) * torch.tensor([1.0, 0.3]),
+                         1e-3, 10.0, generator=g, min_size=500)
+    peak = [0.0, 1.0, 2.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5, 0.0]
+    weights = []
+
+    def criterion(model):
+        weights.append(model.output.weight.detach().clone())
+        return peak[len(weights) - 1]
+
+    result = _fit(validation=val, criterion=criterion, n_iter_no_change=3, check_every=20,
+                  max_iter=2000)
+    assert result.score_curve.tolist() == peak[:7]  # stopped 3 checks after the peak
+    assert result.best_iter == 80
+    assert int(np.argmin(result.validation_curve)) != 3  # the loss disagrees
+    torch.testing.assert_close(result.model.output.weight, weights[3])
+
+
+def test_a_nan_criterion_never_counts_as_an_improvement():
+    g = torch.Generator().manual_seed(1)
+    val = validation_set(torch.randn(64, 2, generator=g), 1e-3, 10.0, generator=g, min_size=200)
+    scores = iter([1.0, float("nan"), float("nan"), 5.0] + [float("nan")] * 3)
+    result = _fit(validation=val, criterion=lambda model: next(scores), n_iter_no_change=3,
+                  check_every=20, max_iter=2000)
+    assert result.best_iter == 80 and len(result.score_curve) == 7
+
+
 def test_diverging_training_raises():
     with pytest.raises(TrainingDivergedError, match="diverged"):
         _fit(learning_rate=float("inf"), max_iter=20)
