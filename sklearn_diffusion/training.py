@@ -150,6 +150,7 @@ def fit_noise_model(
     observed=None,
     validation=None,
     criterion=None,
+    stop_at=None,
     n_iter_no_change=10,
     tol=1e-4,
     check_every=100,
@@ -218,6 +219,10 @@ def fit_noise_model(
         recorded). The denoising loss is a weak proxy for the likelihood
         once a reference explains most of it
         (``benchmarks/results/studies/early_stopping.md``).
+    stop_at : int or None
+        Stop after this many steps of the ``max_iter`` schedule and keep the
+        last weights (with ``validation=None``: the step another network's
+        early stopping chose).
     n_iter_no_change : int
         Patience of early stopping, in checks.
     tol : float
@@ -305,7 +310,7 @@ def fit_noise_model(
             # The multi-tensor lerp that torch.optim.swa_utils uses for EMA.
             torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         curve[step] = value.detach()
-        if step + 1 - checked < check_every and step + 1 < max_iter:
+        if step + 1 - checked < check_every and step + 1 not in (max_iter, stop_at):
             continue
         recent = curve[checked : step + 1].cpu().numpy()
         # The network starts as the exact score of N(0, I), so on
@@ -343,7 +348,7 @@ def fit_noise_model(
             else:
                 stale += 1
         progress.set_postfix(postfix)
-        if stale >= n_iter_no_change:
+        if stale >= n_iter_no_change or (stop_at is not None and checked >= stop_at):
             break
     progress.close()
     if best_state is not None:

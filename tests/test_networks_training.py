@@ -82,6 +82,22 @@ def test_a_nan_criterion_never_counts_as_an_improvement():
     assert result.best_iter == 80 and len(result.score_curve) == 7
 
 
+def test_stop_at_keeps_the_weights_of_that_step_of_the_schedule():
+    # What a later network of an ensemble gets: the step the first one's
+    # early stopping chose, on the same learning-rate schedule.
+    g = torch.Generator().manual_seed(1)
+    val = validation_set(torch.randn(64, 2, generator=g), 1e-3, 10.0, generator=g, min_size=200)
+    peak = iter([0.0, 1.0, 2.0, 1.0, 0.0, -1.0])
+    stopped = _fit(criterion=lambda model: next(peak), validation=val, n_iter_no_change=3,
+                   check_every=20, max_iter=300)
+    assert stopped.best_iter == 60
+    followed = _fit(stop_at=60, max_iter=300)
+    assert len(followed.loss_curve) == followed.best_iter == 60
+    torch.testing.assert_close(followed.loss_curve, stopped.loss_curve[:60])
+    for p, q in zip(followed.model.parameters(), stopped.model.parameters()):
+        torch.testing.assert_close(p, q)
+
+
 def test_diverging_training_raises():
     with pytest.raises(TrainingDivergedError, match="diverged"):
         _fit(learning_rate=float("inf"), max_iter=20)
