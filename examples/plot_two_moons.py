@@ -32,8 +32,10 @@ print(f"held-out mean log-density: diffusion {model.score(X_test):.3f}, "
       f"KernelDensity {kde.best_estimator_.score(X_test) / len(X_test):.3f}")
 
 # %%
-# Loss curves: the training loss per step (smoothed) and the held-out
-# denoising loss checked every 100 steps, which decides when to stop.
+# Loss curves: the training loss per step (smoothed), the held-out
+# denoising loss checked every 100 steps and, with enough held-out rows, the
+# held-out log-likelihood of the same checks, which decides when to stop
+# (``stopping_metric``).
 fig, ax = plt.subplots(figsize=(6, 3))
 steps = np.arange(1, model.n_iter_ + 1)
 smooth = np.convolve(model.loss_curve_, np.ones(50) / 50, mode="valid")
@@ -42,7 +44,13 @@ ax.plot(100 * np.arange(1, len(model.validation_loss_curve_) + 1), model.validat
         "o-", label="validation loss")
 ax.axvline(model.best_iter_, color="gray", ls="--", label="weights kept")
 ax.set_xlabel("step")
-ax.legend()
+ax.legend(loc="upper center")
+if model.stopping_metric_ == "likelihood":
+    twin = ax.twinx()
+    scores = model.validation_score_curve_
+    twin.plot(100 * np.arange(1, len(scores) + 1), scores, "s-", color="C2",
+              label="held-out log-likelihood")
+    twin.legend(loc="center right")
 
 # %%
 # Log-density on a grid, and samples next to the held-out data.
