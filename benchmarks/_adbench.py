@@ -12,13 +12,22 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "adbench"
+#: ADBench's ResNet-18 image and BERT text embeddings (see that folder's README).
+EMBEDDINGS = DATA.parent / "adbench_embeddings"
 SEEDS = (0, 1, 2)
 TRAIN_CAP = 10_000
 
 
 def paths(folder=DATA):
-    """The ``.npz`` files of ``folder``, in ADBench's numbering (4 before 12)."""
-    return sorted(Path(folder).glob("*.npz"), key=lambda p: int(p.stem.split("_")[0]))
+    """The ``.npz`` files of ``folder``, in ADBench's numbering (4 before 12), else by name."""
+    return sorted(Path(folder).glob("*.npz"), key=set_order)
+
+
+def set_order(path_or_stem):
+    """Sort key of a data set: its ADBench number when the name starts with one."""
+    stem = Path(path_or_stem).stem if isinstance(path_or_stem, Path) else str(path_or_stem)
+    head = stem.split("_")[0]
+    return (int(head), stem) if head.isdigit() else (10**9, stem)
 
 
 def load(stem, folder=DATA):

@@ -29,9 +29,24 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KernelDensity, LocalOutlierFactor, NearestNeighbors
 from sklearn.preprocessing import StandardScaler
 
-__all__ = ["ANOMALY_PEERS", "ECODPeer", "ExactKernelDensity", "GaussianMixtureBIC",
-           "GridSearchKDE", "KNNDistance", "MemorizedScoreNorm", "Standardized", "ZukoFlow",
-           "anomaly_peer"]
+__all__ = ["ANOMALY_PEERS", "HYBRID_TUNED_PARAMS", "ECODPeer", "ExactKernelDensity",
+           "GaussianMixtureBIC", "GridSearchKDE", "KNNDistance", "MemorizedScoreNorm",
+           "Standardized", "ZukoFlow", "anomaly_peer"]
+
+#: Estimator settings of ``DiffusionOutlierDetector()`` before issue 25 (tuned
+#: on the 24 ADBench sets with the score norm alone, then the hybrid score):
+#: the benchmarks measured with them (``attribution.md``, ``memory.md``,
+#: ``adbench.md``) stay reproducible, and ``adbench_selection.py`` runs them
+#: as its ``hybrid_tuned`` candidate.
+HYBRID_TUNED_PARAMS = (
+    ("hidden_layer_sizes", (256, 256, 256)),
+    ("max_iter", 2000),
+    ("loss", "dsm"),
+    ("column_transform", "standardize"),
+    ("smoothing", 1e-3),
+    ("reference", "normal"),
+    ("n_networks", 1),
+)
 
 #: The peers of the ADBench table, in its column order.
 ANOMALY_PEERS = ("kNN", "LOF", "IForest", "KDE", "GMM", "ECOD")

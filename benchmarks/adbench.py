@@ -38,20 +38,20 @@ METHODS = ("diffusion",) + ANOMALY_PEERS
 def make_method(name, seed, diffusion_params=None):
     """An unfitted method (``fit``, ``score_samples``: higher is more normal) of one seed.
 
-    ``"diffusion"`` is ``DiffusionOutlierDetector`` (its defaults, or its
-    default estimator with ``diffusion_params`` overriding); any other name is
-    a peer of ``_peers.anomaly_peer``.
+    ``"diffusion"`` is ``DiffusionOutlierDetector`` (its defaults, or a
+    ``BootstrappedScoreEstimator`` with ``diffusion_params`` overriding its
+    defaults); any other name is a peer of ``_peers.anomaly_peer``.
+    ``adbench.md`` was measured before issue 25 with the estimator settings
+    ``_peers.HYBRID_TUNED_PARAMS``: pass them as ``--diffusion-params`` to
+    reproduce it.
     """
     from sklearn_diffusion import BootstrappedScoreEstimator, DiffusionOutlierDetector
-    from sklearn_diffusion.outlier import DEFAULT_ESTIMATOR_PARAMS
 
     if name == "diffusion":
         if not diffusion_params:
             return DiffusionOutlierDetector(random_state=seed)
         detector_keys = {"method", "n_levels", "noise_range"}
-        est = {**dict(DEFAULT_ESTIMATOR_PARAMS), **{
-            k: v for k, v in diffusion_params.items() if k not in detector_keys
-        }}
+        est = {k: v for k, v in diffusion_params.items() if k not in detector_keys}
         det = {k: v for k, v in diffusion_params.items() if k in detector_keys}
         return DiffusionOutlierDetector(
             BootstrappedScoreEstimator(**est, random_state=seed), **det

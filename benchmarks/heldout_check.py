@@ -7,7 +7,8 @@ the class's rows are the normal rows and every other row is an anomaly; the
 ADBench protocol (``_adbench.split``: normal rows split 50/50, StandardScaler
 on train, AUROC) with seeds 0, 1, 2. Columns: the default hybrid score, the
 two halves of it (the network's score norm from the same fit, the memorized
-score norm), and peers. Prints a table and writes
+score norm on standardized columns), the default before issue 25 ("hybrid
+(before)": the hybrid on ``_peers.HYBRID_TUNED_PARAMS``), and peers. Prints a table and writes
 ``results/<out>.{md,json}``.
 
 Run ``python benchmarks/heldout_check.py --n-jobs 2`` from the repository
@@ -27,7 +28,7 @@ from sklearn.metrics import roc_auc_score
 import _adbench
 import _cli
 import _report
-from _peers import anomaly_peer
+from _peers import HYBRID_TUNED_PARAMS, anomaly_peer
 
 DATA = {"digits": load_digits, "wine": load_wine, "breast_cancer": load_breast_cancer}
 PEERS = ("memorized", "kNN", "LOF", "IForest", "KDE", "GMM")
@@ -38,7 +39,7 @@ def run_one(data, label, seed, threads=1):
     import torch
 
     torch.set_num_threads(threads)
-    from sklearn_diffusion import DiffusionOutlierDetector
+    from sklearn_diffusion import BootstrappedScoreEstimator, DiffusionOutlierDetector
 
     X, y = DATA[data](return_X_y=True)
     X_train, X_test, y_test = _adbench.split(X.astype(np.float64), (y != label).astype(int), seed)
@@ -48,6 +49,9 @@ def run_one(data, label, seed, threads=1):
     auc["hybrid"] = roc_auc_score(y_test, -det.score_samples(X_test))
     seconds = time.perf_counter() - start
     auc["score norm"] = roc_auc_score(y_test, det.estimator_.anomaly_score(X_test))
+    before = BootstrappedScoreEstimator(**dict(HYBRID_TUNED_PARAMS), random_state=seed)
+    before = DiffusionOutlierDetector(before, random_state=seed).fit(X_train)
+    auc["hybrid (before)"] = roc_auc_score(y_test, -before.score_samples(X_test))
     for name in PEERS:
         model = anomaly_peer(name, seed).fit(X_train)
         auc[name] = roc_auc_score(y_test, -model.score_samples(X_test))
@@ -73,8 +77,9 @@ def main(argv=None):
             table.setdefault(run["task"], {}).setdefault(method, []).append(value)
     table = {n: {m: float(np.mean(v)) for m, v in row.items()} for n, row in table.items()}
     methods = list(next(iter(table.values())))
-    # Ranks among the default detector and the peers (its two halves left out).
-    ranked = [m for m in methods if m not in ("score norm", "memorized")]
+    # Ranks among the default detector and the peers (its two halves and the
+    # earlier default left out).
+    ranked = [m for m in methods if m not in ("score norm", "memorized", "hybrid (before)")]
     rank = _report.ranks(table, ranked)
     lines = ["| task | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
     for name, row in table.items():
@@ -92,8 +97,9 @@ def main(argv=None):
     md = (f"# Defaults on data not used for tuning: `{command}`\n\n"
           "One class of a scikit-learn data set as the normal rows, all other rows as "
           f"anomalies; ADBench protocol, seeds {sorted({r['seed'] for r in runs})}. \"score "
-          "norm\" is the network half of the hybrid (same fit), \"memorized\" the other half; "
-          "mean rank among hybrid and the five peers.\n\n" + text + f"\n\n{footer}\n")
+          "norm\" is the network half of the hybrid (same fit), \"memorized\" the memorized "
+          "score norm on standardized columns, \"hybrid (before)\" the default before issue "
+          "25; mean rank among hybrid and the five peers.\n\n" + text + f"\n\n{footer}\n")
     _report.write(args.out, {
         "auroc": table, "mean_auroc": means, "mean_rank": rank,
         "wall_seconds": wall, "n_jobs": args.n_jobs, "threads": args.threads, "runs": runs,

@@ -47,21 +47,44 @@ def data():
     return ring_with_anomalies()
 
 
-def test_default_detector_auroc_floor(data):
+@pytest.fixture(scope="module")
+def default_detector(data):
+    return DiffusionOutlierDetector(random_state=0).fit(data[0])
+
+
+def test_default_detector_auroc_floor(data, default_detector):
     # kNN distance (k=5) scores 0.996 to 1.0 on this set over seeds 0 to 4
-    # and a single Gaussian 0.07 to 0.18. The network's score norm alone
-    # scores 0.944 (seed 0): it is weakest exactly here, at the centre of a
-    # ring, where the density has a minimum and the score vanishes. The
-    # default hybrid score (times the memorized score norm) scores 0.999,
-    # 0.992, 0.999 (seeds 0 to 2). A floor of 0.97 fails any model that
-    # missed the ring, and a hybrid that fell back to the network's score
-    # alone, while leaving room for seed-to-seed spread. (The slowest test:
-    # the default network, 256x256x256, for up to 2000 steps.)
+    # and a single Gaussian 0.07 to 0.18. The default (the hybrid score on
+    # the density model's defaults: reference mixture, column maps, two
+    # networks) scores 1.000, 0.998, 1.000 on seeds 0 to 2, and so do its
+    # score norm and log-density alone (1.000 each). The detector's earlier
+    # default (a one-network model on N(0, I)) scored 0.999, 0.992, 0.999 with
+    # the hybrid and 0.944 with its score norm alone, which is weakest at the
+    # centre of a ring, where the density has a minimum and the score
+    # vanishes. A floor of 0.97 fails any model that missed the ring while
+    # leaving room for seed-to-seed spread.
     X_train, X_test, y_test = data
-    det = DiffusionOutlierDetector(random_state=0).fit(X_train)
+    det = default_detector
     assert det.method_ == "hybrid"
     assert det.reference_.shape == X_train.shape
     assert roc_auc_score(y_test, -det.score_samples(X_test)) > 0.97
+
+
+def test_default_detector_follows_sklearn_conventions(data, default_detector):
+    # As IsolationForest and LocalOutlierFactor(novelty=True): score_samples
+    # is higher for more normal rows, decision_function is it minus offset_,
+    # and predict is -1 exactly where decision_function is negative.
+    X_train, X_test, y_test = data
+    det = default_detector
+    scores = det.score_samples(X_test)
+    assert scores[y_test == 0].mean() > scores[y_test == 1].mean()
+    np.testing.assert_allclose(det.decision_function(X_test), scores - det.offset_)
+    np.testing.assert_array_equal(det.predict(X_test), np.where(scores < det.offset_, -1, 1))
+    # contamination="auto": offset_ is Tukey's lower fence of the training scores.
+    q1, q3 = np.percentile(det.score_samples(X_train), [25, 75])
+    assert det.offset_ == pytest.approx(q1 - 1.5 * (q3 - q1))
+    assert np.mean(det.predict(X_train) == -1) < 0.1
+    assert det.predict([[8.0, 8.0, 0.0]])[0] == -1
 
 
 @pytest.mark.parametrize("contamination", [0.05, 0.1, 0.25])
