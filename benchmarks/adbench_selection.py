@@ -140,14 +140,20 @@ def tables(runs):
 
 
 def seed_spread(runs, method):
-    """Standard deviation over seeds of the method's mean AUROC over the sets."""
+    """Standard deviation over seeds of the method's mean AUROC over the sets.
+
+    Only the sets run with every seed count (a merged run may have some sets
+    with one seed only), so the spread is that of the seeds, not of the sets.
+    """
     seeds = sorted({r["seed"] for r in runs})
-    per_seed = []
-    for seed in seeds:
-        values = [r["auroc"] for r in runs if r["seed"] == seed and r["method"] == method]
-        if values:
-            per_seed.append(np.mean(values))
-    return float(np.std(per_seed)) if len(per_seed) > 1 else float("nan")
+    by_set = {}
+    for r in runs:
+        if r["method"] == method:
+            by_set.setdefault(r["data"], {})[r["seed"]] = r["auroc"]
+    full = [row for row in by_set.values() if len(row) == len(seeds)]
+    if len(seeds) < 2 or not full:
+        return float("nan")
+    return float(np.std([np.mean([row[seed] for row in full]) for seed in seeds]))
 
 
 def selection(mean, repeats=20, n_folds=4):
@@ -188,7 +194,7 @@ def markdown(runs, mean, std, seconds, methods, chosen_default=None):
     rank = _report.ranks(mean, methods)
     spread = {m: seed_spread(runs, m) for m in methods}
     lines.append("| **mean AUROC** | " + " | ".join(f"{avg[m]:.3f}" for m in methods) + " |")
-    lines.append("| **seed sd of the mean** | "
+    lines.append("| **seed sd of the mean (sets with every seed)** | "
                  + " | ".join(f"{spread[m]:.4f}" for m in methods) + " |")
     lines.append("| **mean rank** | " + " | ".join(f"{rank[m]:.2f}" for m in methods) + " |")
     lines += ["", "fit+score seconds (sum over seeds; a density-default candidate counts the "
@@ -218,6 +224,8 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="*", type=int, default=list(_adbench.SEEDS))
     parser.add_argument("--jobs", nargs="*", help="jobs to run (default: all): "
                         "hybrid_tuned, density_default, or a peer name")
+    parser.add_argument("--tables-only", action="store_true",
+                        help="rebuild the tables from results/NAME.json without running")
     parser.add_argument("--default", default=None,
                         help="candidate whose per-set wins and losses are tabulated "
                              "(default: the leave-one-set-out choice on the classical pool)")
@@ -240,6 +248,11 @@ def main(argv=None):
     work = [(p, s, j) for p in sorted(paths, key=os.path.getsize, reverse=True)
             for s in seeds for j in jobs]
     partial = Path(__file__).parent / "results" / f"{args.out}.partial.jsonl"
+    previous = _report.load(args.out) if (args.merge or args.tables_only) else None
+    walls = list(previous.get("wall_runs", [previous["wall_seconds"]])) if previous else []
+    if args.tables_only:
+        work = []
+        args.n_jobs, args.threads = previous["n_jobs"], previous["threads"]
     start = time.perf_counter()
     runs = []
     with open(partial, "a") as log:
@@ -249,8 +262,9 @@ def main(argv=None):
             runs += rows
             log.write("".join(json.dumps(r) + "\n" for r in rows))
             log.flush()
-    wall = time.perf_counter() - start
-    if args.merge:
+    if not args.tables_only:
+        walls.append(time.perf_counter() - start)
+    if args.merge or args.tables_only:
         runs = _report.merge_rows(args.out, runs, ("data", "seed", "method"), field="runs")
     mean, std, seconds, methods = tables(runs)
     complete = {s: row for s, row in mean.items()
@@ -262,25 +276,28 @@ def main(argv=None):
     text, avg, rank, spread = markdown(runs, mean, std, seconds, methods, default)
     if sel is not None:
         text += (
-            f"\n\nLeave-sets-out selection among the {len(CANDIDATES)} candidates "
-            f"({len(complete)} sets): held-out-fold mean AUROC {sel['held_out_mean']:.3f} "
+            f"\n\nLeave-sets-out selection among the {len(CANDIDATES)} candidates on this "
+            f"table's own sets ({args.pool}, {len(complete)} sets): held-out-fold mean AUROC {sel['held_out_mean']:.3f} "
             f"(range {sel['held_out_min']:.3f} to {sel['held_out_max']:.3f} over "
             f"{sel['repeats']} random assignments to {sel['n_folds']} folds); leave one set "
             f"out {sel['loo_mean']:.3f}. Choices (set-fold pairs): "
             + ", ".join(f"{c} {n}" for c, n in sorted(sel["chosen"].items(), key=lambda x: -x[1]))
             + "."
         )
-    footer = (f"wall clock: {wall / 60:.1f} min with n_jobs={args.n_jobs}, {args.threads} torch "
+    footer = (f"wall clock: {' + '.join(f'{w / 60:.1f}' for w in walls)} min "
+              f"({len(walls)} run(s) merged) with n_jobs={args.n_jobs}, {args.threads} torch "
               f"thread(s) per job; seeds {sorted({r['seed'] for r in runs})}")
     print(text)
     print(f"\n{footer}")
     command = shlex.join(["python", "benchmarks/adbench_selection.py",
                           *(sys.argv[1:] if argv is None else argv)])
+    if previous and (args.merge or args.tables_only):
+        command = previous.get("command", "?") + (f", then {command}" if args.merge else "")
     about = __doc__.split("\n\n")[1]
     md = f"# ADBench default selection (issue 25): `{command}`\n\n{about}\n\n{text}\n\n{footer}\n"
     _report.write(args.out, {
-        "pool": args.pool, "candidates": list(CANDIDATES), "peers": list(PEERS),
-        "wall_seconds": wall, "n_jobs": args.n_jobs, "threads": args.threads,
+        "command": command, "pool": args.pool, "candidates": list(CANDIDATES), "peers": list(PEERS),
+        "wall_seconds": sum(walls), "wall_runs": walls, "n_jobs": args.n_jobs, "threads": args.threads,
         "auroc": mean, "auroc_seed_std": std, "seconds": seconds, "mean_auroc": avg,
         "mean_rank": rank, "seed_sd_of_mean": spread, "selection": sel, "runs": runs,
     }, md)

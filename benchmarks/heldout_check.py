@@ -12,7 +12,7 @@ score norm on standardized columns), the default before issue 25 ("hybrid
 ``results/<out>.{md,json}``.
 
 Run ``python benchmarks/heldout_check.py --n-jobs 2`` from the repository
-root (about a minute on the shared 2-core CPU; ``--quick``: wine, seed 0).
+root (about 2 minutes on the 2-core CPU; ``--quick``: wine, seed 0).
 ``--merge`` keys a row by (task, seed).
 """
 
