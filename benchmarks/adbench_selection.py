@@ -33,9 +33,12 @@ expected to give a set it has not seen.
 ``../shared/data/adbench_embeddings`` (see its README), which no choice was
 made on. Writes ``results/adbench_selection[_embeddings].{md,json}``.
 
-Run ``python benchmarks/adbench_selection.py --n-jobs 2`` (about 40 minutes on
-the 2-core CPU), then ``--pool embeddings --seeds 0``; ``--merge`` keys a row
-by (data set, seed, method).
+Run ``OMP_NUM_THREADS=1 python benchmarks/adbench_selection.py --n-jobs 2``
+(44.6 minutes on the quiet 2-core CPU), then the embeddings as
+``benchmarks/README.md`` says; ``--merge`` keys a row by (data set, seed,
+method), ``--tables-only`` rebuilds the tables from the JSON, and
+``--jobs density_default --estimator-params '{...}' --out NAME`` runs the
+density-model candidates with other settings (a study).
 """
 
 import json
@@ -69,13 +72,13 @@ def _finite(anomaly):
                     np.where(np.isinf(anomaly), -np.finfo(float).max, anomaly))
 
 
-def _density_default_scores(X_train, X_test, seed):
+def _density_default_scores(X_train, X_test, seed, params=None):
     """Anomaly scores (higher = more abnormal) of the candidates of one density fit."""
     from sklearn_diffusion import BootstrappedScoreEstimator, DiffusionOutlierDetector
 
     start = time.perf_counter()
-    det = DiffusionOutlierDetector(BootstrappedScoreEstimator(random_state=seed),
-                                   method="hybrid", random_state=seed).fit(X_train)
+    estimator = BootstrappedScoreEstimator(**(params or {}), random_state=seed)
+    det = DiffusionOutlierDetector(estimator, method="hybrid", random_state=seed).fit(X_train)
     fit = time.perf_counter() - start
     timed = {}
     for name, fn in (
@@ -98,15 +101,18 @@ def _density_default_scores(X_train, X_test, seed):
     return {name: (scores, fit + seconds) for name, (scores, seconds) in timed.items()}
 
 
-def run_one(path, seed, job, threads=1):
-    """Rows (data, seed, method, auroc, seconds) of one job on one set and seed."""
+def run_one(path, seed, job, threads=1, params=None):
+    """Rows (data, seed, method, auroc, seconds) of one job on one set and seed.
+
+    ``params`` override the density default's settings (a study, ``--estimator-params``).
+    """
     import torch
 
     torch.set_num_threads(threads)
     X, y = _adbench.load(path.stem, path.parent)
     X_train, X_test, y_test = _adbench.split(X, y, seed)
     if job == "density_default":
-        scored = _density_default_scores(X_train, X_test, seed)
+        scored = _density_default_scores(X_train, X_test, seed, params)
     else:
         if job == "hybrid_tuned":
             from sklearn_diffusion import BootstrappedScoreEstimator, DiffusionOutlierDetector
@@ -224,6 +230,9 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="*", type=int, default=list(_adbench.SEEDS))
     parser.add_argument("--jobs", nargs="*", help="jobs to run (default: all): "
                         "hybrid_tuned, density_default, or a peer name")
+    parser.add_argument("--estimator-params", type=json.loads, default=None,
+                        help="JSON overrides of the density default's settings in the "
+                             "density_default job, for a study (write it with --out)")
     parser.add_argument("--tables-only", action="store_true",
                         help="rebuild the tables from results/NAME.json without running")
     parser.add_argument("--default", default=None,
@@ -257,7 +266,8 @@ def main(argv=None):
     runs = []
     with open(partial, "a") as log:
         for rows in Parallel(n_jobs=args.n_jobs, verbose=5, return_as="generator_unordered")(
-            delayed(run_one)(p, s, j, args.threads) for p, s, j in work
+            delayed(run_one)(p, s, j, args.threads, args.estimator_params)
+            for p, s, j in work
         ):
             runs += rows
             log.write("".join(json.dumps(r) + "\n" for r in rows))
@@ -277,7 +287,8 @@ def main(argv=None):
     if sel is not None:
         text += (
             f"\n\nLeave-sets-out selection among the {len(CANDIDATES)} candidates on this "
-            f"table's own sets ({args.pool}, {len(complete)} sets): held-out-fold mean AUROC {sel['held_out_mean']:.3f} "
+            f"table's own sets ({args.pool}, {len(complete)} sets): held-out-fold mean AUROC "
+            f"{sel['held_out_mean']:.3f} "
             f"(range {sel['held_out_min']:.3f} to {sel['held_out_max']:.3f} over "
             f"{sel['repeats']} random assignments to {sel['n_folds']} folds); leave one set "
             f"out {sel['loo_mean']:.3f}. Choices (set-fold pairs): "
@@ -296,8 +307,10 @@ def main(argv=None):
     about = __doc__.split("\n\n")[1]
     md = f"# ADBench default selection (issue 25): `{command}`\n\n{about}\n\n{text}\n\n{footer}\n"
     _report.write(args.out, {
-        "command": command, "pool": args.pool, "candidates": list(CANDIDATES), "peers": list(PEERS),
-        "wall_seconds": sum(walls), "wall_runs": walls, "n_jobs": args.n_jobs, "threads": args.threads,
+        "command": command, "pool": args.pool, "estimator_params": args.estimator_params,
+        "candidates": list(CANDIDATES), "peers": list(PEERS),
+        "wall_seconds": sum(walls), "wall_runs": walls, "n_jobs": args.n_jobs,
+        "threads": args.threads,
         "auroc": mean, "auroc_seed_std": std, "seconds": seconds, "mean_auroc": avg,
         "mean_rank": rank, "seed_sd_of_mean": spread, "selection": sel, "runs": runs,
     }, md)
