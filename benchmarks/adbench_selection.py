@@ -15,7 +15,9 @@ The candidates, few on purpose (7):
   ``anomaly_score``), ``memorized`` (the exact score norm of the noised
   training rows in its coordinates), ``hybrid`` (score norm x memorized, as
   the detector's ``method="hybrid"`` computes it on this estimator: the
-  default of ``DiffusionOutlierDetector()`` since this study),
+  default of ``DiffusionOutlierDetector()`` since this study, which fits it
+  with ``stopping_metric="loss", n_networks=1`` at the same AUROC,
+  ``results/studies/adbench_detector_fast.md``),
   ``rank_ld_sn`` and ``rank_ld_hybrid`` (the mean of the test-row ranks of
   the log-density and of the other score: a rank average needs the scored
   batch, so it is a benchmark candidate, not yet a detector method).

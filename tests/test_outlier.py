@@ -55,9 +55,9 @@ def default_detector(data):
 def test_default_detector_auroc_floor(data, default_detector):
     # kNN distance (k=5) scores 0.996 to 1.0 on this set over seeds 0 to 4
     # and a single Gaussian 0.07 to 0.18. The default (the hybrid score on
-    # the density model's defaults: reference mixture, column maps, two
-    # networks) scores 1.000, 0.998, 1.000 on seeds 0 to 2, and so do its
-    # score norm and log-density alone (1.000 each). The detector's earlier
+    # the density model's reference mixture and column maps, one network)
+    # scores 1.000, 0.998, 0.999 on seeds 0 to 2, its score norm and
+    # log-density alone 1.000 each. The detector's earlier
     # default (a one-network model on N(0, I)) scored 0.999, 0.992, 0.999 with
     # the hybrid and 0.944 with its score norm alone, which is weakest at the
     # centre of a ring, where the density has a minimum and the score
