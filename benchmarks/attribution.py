@@ -84,7 +84,8 @@ def knn_score(train, test):
 def make_model(kind, locality, radius, max_iter, quick):
     if kind == "local":
         return LocalizedDiffusionEstimator(
-            locality=locality, radius=radius, max_iter=max_iter, n_jobs=2, random_state=0
+            locality=locality, radius=radius, shared=False, max_iter=max_iter, n_jobs=2,
+            random_state=0,  # shared=False: the default before issue 24, as attribution.md
         )
     params = dict(HYBRID_TUNED_PARAMS)  # the settings attribution.md was measured with
     if quick:

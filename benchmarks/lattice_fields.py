@@ -1,4 +1,4 @@
-"""Held-out log-likelihood on 144-D fields: localized diffusion against peers (issue 13, parts 4-5).
+"""Held-out log-likelihood on 144-D fields: localized diffusion against peers (issues 13 and 24).
 
 Fields (``_fields.py``), each with d = 144 coordinates and an exact
 log-density, so every method's gap to the truth is known:
@@ -16,10 +16,19 @@ log-density, so every method's gap to the truth is known:
   ``log p(y) = log N(sd * asinh(y) / a; 0, P^-1) + sum_i [log(sd_i / a) - log(1 + y_i^2) / 2]``
   (:func:`_fields.sinh_field_log_density`, checked against a finite-difference
   Jacobian, a 2-D integral and a Monte-Carlo normalization in small d).
+* ``tukey lattice``: Tukey's h transform ``y = z exp(h z^2 / 2)``, ``z = x / sd``,
+  ``h = 0.2``, of the lattice rows: power tails (moments up to order 5),
+  the lattice's copula (:func:`_fields.tukey_h_field_log_density`);
+* ``graded lattice``: the lattice Gaussian field with edge weights growing
+  from 0.2 on the first column to 3 on the last (``field_precision("graded",
+  144)``): neighbours' correlation 0.19 on one side, 0.51 on the other. Not
+  translation-invariant, so one network shared by every window is not the
+  right model: the field where the shared default can lose.
 
 Training rows ``field_sample(P, n_train, seed=0)`` (the rows of
 ``refit.py`` and ``locality.py``), test rows ``field_sample(P, n_test,
-seed=1)``: 2,000 and 2,000 by default.
+seed=1)``: 2,000 and 2,000 by default; ``--n-train 500 2000 5000`` runs
+each field at each number of training rows (the same 2,000 test rows).
 
 Methods, all fitted on the raw training rows and scored on the raw scale:
 
@@ -36,8 +45,13 @@ Methods, all fitted on the raw training rows and scored on the raw scale:
   kd-tree and ball-tree disagreeing, the mean test LL 5 nats *above* the
   truth; scikit-learn issues #7492 and #27186);
 * ``global``: ``BootstrappedScoreEstimator()`` (one global network);
-* ``localized``: ``LocalizedDiffusionEstimator(locality=...)`` (radius 2),
-  locality ``(12, 12)`` for the lattices and ``"ring"`` for the ring;
+* ``localized``: ``LocalizedDiffusionEstimator(locality=...)``, its defaults
+  (radius 2, ``shared="auto"``: shared windows on these grids), locality
+  ``(12, 12)`` for the lattices and ``"ring"`` for the ring;
+* ``localized_auto``: the same with ``radius="auto"`` (radius 1, 2 or 3 by the
+  log-likelihood on its early-stopping rows);
+* ``localized_per_coord``: ``shared=False`` (one network per coordinate,
+  radius 2: the default before issue 24);
 * ``grid``: ``GridSearchCV(LocalizedDiffusionEstimator(locality=...),
   {"radius": [0, 1, 2, 3]}, cv=3)``; its fit seconds are the whole search
   including the refit, and the chosen radius and the cross-validated score
@@ -54,10 +68,10 @@ that is sampling noise), fit and score seconds (score: the test rows), and
 what the method chose. The files are rewritten after every method, so a run
 cut short keeps what it measured.
 
-Run ``python benchmarks/lattice_fields.py`` for the whole benchmark (about an
-hour on a quiet machine), written to ``benchmarks/results/lattice_fields.{md,json}``.
-``--fields lattice ring "sinh lattice"`` and ``--methods glasso kde global
-localized grid grid_shared`` choose a subset; ``--merge`` (key: field, method)
+Run ``python benchmarks/lattice_fields.py`` for the whole benchmark (more than
+an hour: the grid searches take 4 to 10 minutes each), written to
+``benchmarks/results/lattice_fields.{md,json}``. ``--fields`` and
+``--methods`` choose a subset; ``--merge`` (key: field, n_train, method)
 keeps the earlier rows of the results file for the other pairs; ``--threads``
 sets the torch and BLAS threads (default: torch's own). ``--quick`` (300
 training rows, ``max_iter=200``, radii 0 and 1) is a smoke test and writes
@@ -79,21 +93,25 @@ from sklearn.model_selection import GridSearchCV
 
 import _cli
 from _fields import (field_log_density, field_precision, field_sample, sinh_field,
-                     sinh_field_log_density)
+                     sinh_field_log_density, tukey_h_field, tukey_h_field_log_density)
 from _peers import GridSearchKDE, Standardized
 from _report import RESULTS, markdown, write
 from sklearn_diffusion import BootstrappedScoreEstimator, LocalizedDiffusionEstimator
 
 D = 144
 FIELDS = {
-    # name: (graph of the precision, locality of the localized models, sinh transform)
-    "lattice": ("lattice", (12, 12), False),
-    "ring": ("ring", "ring", False),
-    "sinh lattice": ("lattice", (12, 12), True),
+    # name: (graph of the precision, locality of the localized models, transform)
+    "lattice": ("lattice", (12, 12), None),
+    "ring": ("ring", "ring", None),
+    "sinh lattice": ("lattice", (12, 12), "sinh"),
+    "tukey lattice": ("lattice", (12, 12), "tukey"),
+    "graded lattice": ("graded", (12, 12), None),
 }
-METHODS = ("glasso", "kde", "global", "localized", "grid", "grid_shared")
-COLUMNS = ("field", "method", "test_ll", "gap_per_coord", "train_minus_test_per_coord",
-           "fit_s", "score_s", "chosen")
+TUKEY_H = 0.2
+METHODS = ("glasso", "kde", "global", "localized", "localized_auto", "localized_per_coord",
+           "grid", "grid_shared")
+COLUMNS = ("field", "n_train", "method", "test_ll", "gap_per_coord",
+           "train_minus_test_per_coord", "fit_s", "score_s", "chosen")
 
 
 class GraphicalLassoDensity:
@@ -159,8 +177,12 @@ class Diffusion:
     def fit(self, X):
         est = self.estimator.fit(X)
         self.chosen_ = {"smoothing": float(est.smoothing_)}
-        if hasattr(est, "radius"):
-            self.chosen_["radius"] = est.radius
+        if hasattr(est, "radius_"):
+            self.chosen_["radius"] = est.radius_
+            self.chosen_["shared"] = est.shared_
+            if est.radius == "auto":
+                self.chosen_["heldout_ll_per_radius"] = [round(float(v), 3)
+                                                         for v in est.radius_scores_]
         self.n_iter_ = est.n_iter_
         return self
 
@@ -177,8 +199,10 @@ def make_method(name, locality, iters, radii):
         return KDEDensity()
     if name == "global":
         return Diffusion(BootstrappedScoreEstimator(**common))
-    if name == "localized":
-        return Diffusion(LocalizedDiffusionEstimator(locality=locality, **common))
+    if name.startswith("localized"):
+        params = {"localized_auto": {"radius": "auto"},
+                  "localized_per_coord": {"shared": False}}.get(name, {})
+        return Diffusion(LocalizedDiffusionEstimator(locality=locality, **params, **common))
     shared = name == "grid_shared"
     return RadiusSearch(LocalizedDiffusionEstimator(locality=locality, shared=shared, **common),
                         radii)
@@ -186,14 +210,19 @@ def make_method(name, locality, iters, radii):
 
 def load_field(name, n_train, n_test, sinh_scale):
     """Training rows, test rows and the exact log-density of field ``name``."""
-    graph, _, sinh = FIELDS[name]
+    graph, _, transform = FIELDS[name]
     precision = field_precision(graph, D)
     X_train, cov = field_sample(precision, n_train, seed=0)
     X_test, _ = field_sample(precision, n_test, seed=1)
-    if not sinh:
-        return X_train, X_test, functools.partial(field_log_density, precision)
-    log_density = functools.partial(sinh_field_log_density, precision, cov, sinh_scale)
-    return sinh_field(X_train, cov, sinh_scale), sinh_field(X_test, cov, sinh_scale), log_density
+    if transform == "sinh":
+        log_density = functools.partial(sinh_field_log_density, precision, cov, sinh_scale)
+        return (sinh_field(X_train, cov, sinh_scale), sinh_field(X_test, cov, sinh_scale),
+                log_density)
+    if transform == "tukey":
+        log_density = functools.partial(tukey_h_field_log_density, precision, cov, TUKEY_H)
+        return tukey_h_field(X_train, cov, TUKEY_H), tukey_h_field(X_test, cov, TUKEY_H), \
+            log_density
+    return X_train, X_test, functools.partial(field_log_density, precision)
 
 
 def per_coord(value):
@@ -202,7 +231,7 @@ def per_coord(value):
 
 def run_method(field, method, model, X_train, X_test, truth_test):
     """Fit and score one method; an exception becomes a row with its message."""
-    row = {"field": field, "method": method, "test_ll": math.nan, "train_ll": math.nan,
+    row = {"field": field, "n_train": len(X_train), "method": method, "test_ll": math.nan, "train_ll": math.nan,
            "fit_s": math.nan, "score_s": math.nan, "chosen": "", "n_iter": None,
            "details": {}, "error": None}
     try:
@@ -229,11 +258,15 @@ def run_method(field, method, model, X_train, X_test, truth_test):
     return row
 
 
+def key(row):
+    return row["field"], row["n_train"], row["method"]
+
+
 def save(out, rows, infos, setup, merge):
     """Write ``results/<out>.md`` and ``.json``; returns the table.
 
-    With ``merge`` the rows already in the JSON file for other (field, method)
-    pairs are kept, read again under a lock at every write, so runs of
+    With ``merge`` the rows already in the JSON file for other (field,
+    n_train, method) triples are kept, read again under a lock at every write, so runs of
     different fields or methods side by side all land in one file.
     """
     path = RESULTS / f"{out}.json"
@@ -243,23 +276,29 @@ def save(out, rows, infos, setup, merge):
         text = path.read_text() if merge else ""
         if text:
             earlier = json.loads(text)
-            done = {(r["field"], r["method"]) for r in rows}
-            rows = [r for r in earlier["rows"] if (r["field"], r["method"]) not in done] + rows
-            infos = {**earlier["fields"], **infos}
-        infos = {f: infos[f] for f in FIELDS if f in infos}
+            for r in earlier["rows"]:  # rows of runs before n_train was a column
+                r.setdefault("n_train", earlier["fields"].get(r["field"], {}).get("n_train"))
+            infos = {**{(k if " rows)" in k else f"{k} ({v['n_train']} rows)"): v
+                        for k, v in earlier["fields"].items()}, **infos}
+            done = {key(r) for r in rows}
+            rows = [r for r in earlier["rows"] if key(r) not in done] + rows
         order = {f: i for i, f in enumerate(FIELDS)}
         methods = {m: i for i, m in enumerate(("truth",) + METHODS)}
-        rows = sorted(rows, key=lambda r: (order[r["field"]], methods[r["method"]]))
+        rows = sorted(rows, key=lambda r: (order[r["field"]], r["n_train"], methods[r["method"]]))
+        infos = dict(sorted(infos.items(), key=lambda kv: (
+            order[kv[0].rsplit(" (", 1)[0]], kv[1]["n_train"])))
         table = markdown(rows, COLUMNS)
         setups = list(dict.fromkeys(r["setup"] for r in rows))
         if len(setups) > 1:  # rows merged from runs with different settings
             setup = "Rows from runs with different settings:\n\n" + "\n".join(
-                f"- {text}: " + ", ".join(f"{r['field']} / {r['method']}" for r in rows
+                f"- {text}: " + ", ".join(f"{r['field']} / {r['n_train']} / {r['method']}"
+                                          for r in rows
                                           if r["setup"] == text) for text in setups)
-        errors = [f"- {r['field']} / {r['method']}: {r['error']}" for r in rows if r["error"]]
+        errors = [f"- {r['field']} / {r['n_train']} / {r['method']}: {r['error']}"
+                  for r in rows if r["error"]]
         truths = "\n".join(
             f"- {name}: truth test LL {info['truth_test_ll']:.3f}, train LL "
-            f"{info['truth_train_ll']:.3f} ({info['n_train']} / {info['n_test']} rows)"
+            f"{info['truth_train_ll']:.3f} ({info['n_test']} test rows)"
             for name, info in infos.items())
         (RESULTS / f"{out}.md").write_text(
             "# Held-out log-likelihood on 144-D fields (`benchmarks/lattice_fields.py`, "
@@ -280,7 +319,8 @@ def main(argv=None):
                          quick="300 training rows, max_iter=200, radii 0 and 1")
     parser.add_argument("--fields", nargs="*", default=list(FIELDS), choices=list(FIELDS))
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--n-train", type=int, default=None, help="default 2000 (300 quick)")
+    parser.add_argument("--n-train", type=int, nargs="*", default=None,
+                        help="training rows, one or more (default 2000; 300 quick)")
     parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--max-iter", type=int, default=None,
                         help="steps of the diffusion models (default: theirs; 200 quick)")
@@ -289,43 +329,47 @@ def main(argv=None):
     parser.add_argument("--sinh-scale", type=float, default=1.0,
                         help="a in y = sinh(a x / sd) of the sinh lattice")
     args = _cli.parse(parser, argv)
-    n_train = args.n_train or (300 if args.quick else 2000)
+    n_trains = args.n_train or [300 if args.quick else 2000]
     max_iter = args.max_iter or (200 if args.quick else None)
     radii = args.radii if args.radii is not None else ([0, 1] if args.quick else [0, 1, 2, 3])
     out = args.out
     iters = {} if max_iter is None else {"max_iter": max_iter}
     if args.threads:
         torch.set_num_threads(args.threads)
-    setup = (f"d = {D}; {n_train} training rows (seed 0), {args.n_test} test rows (seed 1); "
+    setup = (f"d = {D}; training rows (seed 0) as in n_train, {args.n_test} test rows (seed 1); "
              f"diffusion max_iter {max_iter or 'default'}, random_state 0; grid radii {radii}, "
-             f"cv=3; sinh lattice y = sinh({args.sinh_scale:g} x / sd); torch threads "
+             f"cv=3; sinh lattice y = sinh({args.sinh_scale:g} x / sd), tukey h {TUKEY_H}; "
+             f"localized defaults radius 2, shared 'auto' (issue 24); torch threads "
              f"{torch.get_num_threads()}")
 
     rows, infos = [], {}
     with _cli.threads(args.threads):
         for field in args.fields:
-            X_train, X_test, log_density = load_field(field, n_train, args.n_test,
-                                                      args.sinh_scale)
-            truth_test = float(log_density(X_test).mean())
-            truth_train = float(log_density(X_train).mean())
-            infos[field] = {"n_train": n_train, "n_test": args.n_test,
-                            "truth_test_ll": truth_test, "truth_train_ll": truth_train}
-            locality = FIELDS[field][1]
-            for method in ["truth"] + args.methods:
-                if method == "truth":
-                    row = {"field": field, "method": "truth", "test_ll": truth_test,
-                           "train_ll": truth_train, "gap_per_coord": 0.0,
-                           "train_minus_test_per_coord": (truth_train - truth_test) / D,
-                           "fit_s": "-", "score_s": "-", "chosen": "", "n_iter": None,
-                           "details": {}, "error": None}
-                else:
-                    model = make_method(method, locality, iters, radii)
-                    row = run_method(field, method, model, X_train, X_test, truth_test)
-                row["setup"] = setup
-                rows.append(row)
-                print(markdown([row], COLUMNS).splitlines()[-1]
-                      + (f"  {row['error']}" if row["error"] else ""), flush=True)
-                table = save(out, rows, infos, setup, args.merge)
+            for n_train in n_trains:
+                X_train, X_test, log_density = load_field(field, n_train, args.n_test,
+                                                          args.sinh_scale)
+                truth_test = float(log_density(X_test).mean())
+                truth_train = float(log_density(X_train).mean())
+                infos[f"{field} ({n_train} rows)"] = {
+                    "n_train": n_train, "n_test": args.n_test,
+                    "truth_test_ll": truth_test, "truth_train_ll": truth_train}
+                locality = FIELDS[field][1]
+                for method in ["truth"] + args.methods:
+                    if method == "truth":
+                        row = {"field": field, "n_train": n_train, "method": "truth",
+                               "test_ll": truth_test, "train_ll": truth_train,
+                               "gap_per_coord": 0.0,
+                               "train_minus_test_per_coord": (truth_train - truth_test) / D,
+                               "fit_s": "-", "score_s": "-", "chosen": "", "n_iter": None,
+                               "details": {}, "error": None}
+                    else:
+                        model = make_method(method, locality, iters, radii)
+                        row = run_method(field, method, model, X_train, X_test, truth_test)
+                    row["setup"] = setup
+                    rows.append(row)
+                    print(markdown([row], COLUMNS).splitlines()[-1]
+                          + (f"  {row['error']}" if row["error"] else ""), flush=True)
+                    table = save(out, rows, infos, setup, args.merge)
     print("\n" + table)
 
 

@@ -97,8 +97,8 @@ def run(cases, smoothings, max_iter, n, missing=(0.0,), repeats=None):
         if share > 0:
             X_new[:: round(1 / share), column] = np.nan
         est = LocalizedDiffusionEstimator(
-            locality=locality, radius=radius, block_size=32, max_iter=max_iter,
-            smoothing=smoothing, random_state=0,
+            locality=locality, radius=radius, shared=False, block_size=32,  # per-block refits
+            max_iter=max_iter, smoothing=smoothing, random_state=0,
         )
         old = clone(est).fit(X)
         full_s, full = median_time(lambda: clone(est).fit(X_new), runs)

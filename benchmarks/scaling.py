@@ -37,7 +37,9 @@ def main(argv=None):
 def run(args):
     dims = args.dims or ([64, 128, 256] if args.quick else [64, 128, 256, 512, 1024])
     max_iter = args.max_iter or (100 if args.quick else 300)
-    params = dict(locality="ring", radius=args.radius, block_size=32, max_iter=max_iter,
+    # shared=False: blocks of per-coordinate networks, the jobs n_jobs spreads.
+    params = dict(locality="ring", radius=args.radius, shared=False, block_size=32,
+                  max_iter=max_iter,
                   early_stopping=False, device="cpu", random_state=0)
 
     def fit_seconds(X, n_jobs):

@@ -70,8 +70,8 @@ def train_blocks(est, Z, Z_val, which, device, seed, observed=None, observed_val
     ``observed_val`` are the masks of :func:`fit_block`, for all columns.
     Returns one ``(state, loss_curve, validation_curve, best_iter)`` per block.
     """
-    windows, centre_slot = local_windows(est.locality, est.distances_, est.radius,
-                                         shared=est.shared)
+    windows, centre_slot = local_windows(est.locality, est.distances_, est.radius_,
+                                         shared=est.shared_)
     seeds = np.random.RandomState(seed).randint(MAX_SEED, size=len(est.blocks_))
     training_kwargs = est._training_kwargs()
     hidden = tuple(est.hidden_layer_sizes)
@@ -92,7 +92,7 @@ def train_blocks(est, Z, Z_val, which, device, seed, observed=None, observed_val
         jobs.append(
             delayed(threaded_worker(fit_block))(
                 Z[:, halo], None if Z_val is None else Z_val[:, halo], local, core,
-                centre_slot, hidden_layer_sizes=hidden, shared=est.shared,
+                centre_slot, hidden_layer_sizes=hidden, shared=est.shared_,
                 seed=int(seeds[b]), device=str(device),
                 training_kwargs={**training_kwargs, "description": f"block {b}"},
                 global_part=global_part,

@@ -95,6 +95,9 @@ _ATTRIBUTES = {
     "LocalizedDiffusionEstimator": {
         **_MODEL_ATTRIBUTES,
         "distances_": ("distances", ("d", "d")),
+        "radius_": ("finite_number", None),
+        "radius_scores_": ("float", (None,)),
+        "shared_": ("bool", None),
         "neighbourhoods_": ("indices", None),
         "blocks_": ("indices", None),
         "global_components_": ("finite", ("d", "g")),
@@ -116,7 +119,7 @@ _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
              "column_normal_weight_", "constant_values_", "data_min_", "data_max_",
              "integer_features_", "reference_", "global_components_",
              "global_variances_", "member_references_", "stopping_metric_",
-             "validation_score_curve_"}
+             "validation_score_curve_", "radius_", "radius_scores_", "shared_"}
 
 
 class _Malformed(Exception):
@@ -386,6 +389,8 @@ def _restore(payload):
         raise _Malformed("'fitted' is not a dict")
     for key, value in _check_attributes(name, {k: _decode(v) for k, v in fitted.items()}).items():
         setattr(estimator, key, value)
+    if name == "LocalizedDiffusionEstimator":
+        _restore_localized_choices(estimator)
     if name in _WRAPPERS:
         inner = _restore(payload["estimator_"])
         if inner.n_features_in_ != estimator.n_features_in_:
@@ -400,6 +405,19 @@ def _restore(payload):
         # The saved parameters stand for those of the fit (see refit_features).
         estimator._fit_params = estimator.get_params(deep=False)
     return estimator
+
+
+def _restore_localized_choices(estimator):
+    """``radius_`` and ``shared_`` of a file written before they existed: the parameters'."""
+    if not hasattr(estimator, "radius_"):
+        if estimator.radius == "auto":
+            raise _Malformed("radius_ is missing but radius is 'auto'")
+        estimator.radius_ = float(estimator.radius)
+        estimator.radius_scores_ = np.full(1, np.nan)
+    if not hasattr(estimator, "shared_"):
+        if estimator.shared == "auto":
+            raise _Malformed("shared_ is missing but shared is 'auto'")
+        estimator.shared_ = bool(estimator.shared)
 
 
 def _check_attributes(name, fitted):

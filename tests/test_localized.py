@@ -122,6 +122,57 @@ def test_grid_search_with_a_learned_graph_has_no_nan_fold():
     folds = [search.cv_results_[f"split{k}_test_score"] for k in range(3)]
     assert np.all(np.isfinite(folds))
 
+@pytest.mark.parametrize("params, shared", [
+    (dict(locality="chain"), True),
+    (dict(locality="ring"), True),
+    (dict(locality=(2, 4)), True),
+    (dict(locality="chain", radius=1.5), False),  # not a whole number of grid steps
+    (dict(locality="ring", radius=4), False),  # a window of 9 sites on a ring of 8
+    (dict(locality="auto"), False),  # a learned graph is not a grid
+    (dict(locality=np.eye(8, k=1) + np.eye(8, k=-1)), False),  # nor is a matrix
+    (dict(locality="chain", shared=False), False),
+    (dict(locality="ring", radius=2, shared=True), True),
+])
+def test_shared_auto_shares_windows_on_regular_grids(params, shared):
+    X, _ = ring_gaussian(d=8, n=60)
+    est = LocalizedDiffusionEstimator(**{**FAST, "radius": 1, "max_iter": 3, **params}).fit(X)
+    assert est.shared_ is shared
+    assert est.model_.output.weight.shape[0] == (1 if shared else 8)  # stacked networks
+
+
+def test_auto_radius_is_the_dedicated_fit_with_the_best_heldout_likelihood():
+    X, _ = ring_gaussian(d=8, n=400, coupling=0.45)
+    params = dict(locality="ring", **{**FAST, "max_iter": 60})
+    auto = LocalizedDiffusionEstimator(radius="auto", **params).fit(X)
+    assert auto.radius_scores_.shape == (3,) and np.all(np.isfinite(auto.radius_scores_))
+    assert auto.radius_ == (1.0, 2.0, 3.0)[np.argmax(auto.radius_scores_)]
+    # The kept model is the fit at that radius, bit for bit, and each score is
+    # that fit's log-likelihood on the held-out (early-stopping) rows, so the
+    # training rows play no part in the choice.
+    for k, radius in enumerate((1, 2, 3)):
+        fixed = LocalizedDiffusionEstimator(radius=radius, **params).fit(X)
+        rows = fixed._prepare(X).Z_stop
+        assert auto.radius_scores_[k] == pytest.approx(
+            fixed._heldout_score(rows, fixed.model_), abs=1e-4)
+        if radius == auto.radius_:
+            assert same_model(auto, fixed)
+            assert auto.smoothing_ == fixed.smoothing_
+    again = LocalizedDiffusionEstimator(radius="auto", **params).fit(X)
+    assert again.radius_ == auto.radius_
+    np.testing.assert_array_equal(again.radius_scores_, auto.radius_scores_)
+
+
+def test_auto_radius_without_heldout_rows_and_with_gaps():
+    X, _ = ring_gaussian(d=6, n=400)  # 40 held-out rows: enough to choose on
+    params = dict(locality="ring", radius="auto", **{**FAST, "max_iter": 5})
+    est = LocalizedDiffusionEstimator(early_stopping=False, **params).fit(X)
+    assert est.radius_ == 2.0 and np.isnan(est.radius_scores_).all()
+    X[::7, 2] = np.nan  # the second round on filled-in rows keeps the first round's radius
+    est = LocalizedDiffusionEstimator(**params).fit(X)
+    assert est.radius_ in (1.0, 2.0, 3.0) and np.isfinite(est.radius_scores_).all()
+    assert np.isfinite(est.score_samples(X[1:7])).all()
+
+
 def test_pickle_round_trip():
     X, _ = ring_gaussian(d=6, n=100)
     est = LocalizedDiffusionEstimator(locality=(2, 3), radius=1, shared=True, **FAST).fit(X)
@@ -132,7 +183,7 @@ def test_pickle_round_trip():
 
 def test_n_jobs_does_not_change_the_model():
     X, _ = ring_gaussian(d=8, n=200)
-    params = dict(locality="ring", radius=1, block_size=3, **FAST)
+    params = dict(locality="ring", radius=1, shared=False, block_size=3, **FAST)
     one = LocalizedDiffusionEstimator(**params, n_jobs=1).fit(X)
     two = LocalizedDiffusionEstimator(**params, n_jobs=2).fit(X)
     assert len(one.blocks_) == 3
@@ -144,7 +195,7 @@ def test_n_jobs_does_not_change_the_model():
 def test_dask_backend():
     distributed = pytest.importorskip("distributed")
     X, _ = ring_gaussian(d=8, n=200)
-    params = dict(locality="ring", radius=1, block_size=4, **FAST)
+    params = dict(locality="ring", radius=1, shared=False, block_size=4, **FAST)
     reference = LocalizedDiffusionEstimator(**params).fit(X)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False, protocol="tcp", host="127.0.0.1",

@@ -242,3 +242,27 @@ def test_an_estimator_random_state_instance_survives(tmp_path):
     loaded = load(tmp_path / "model.skd").random_state
     for got, want in zip(loaded.get_state(), est.random_state.get_state()):
         np.testing.assert_array_equal(got, want)
+
+
+def test_localized_choices_survive_and_old_files_still_load(tmp_path):
+    est = LocalizedDiffusionEstimator(radius="auto", hidden_layer_sizes=(8,), max_iter=20,
+                                      random_state=0).fit(X)
+    save(est, tmp_path / "auto.skd")
+    loaded = load(tmp_path / "auto.skd")
+    assert (loaded.radius_, loaded.shared_) == (est.radius_, est.shared_)
+    np.testing.assert_array_equal(loaded.radius_scores_, est.radius_scores_)
+    # A file written before radius_ and shared_ existed: they are the parameters.
+    fixed = LocalizedDiffusionEstimator(radius=1, shared=True, hidden_layer_sizes=(8,),
+                                        max_iter=20, random_state=0).fit(X)
+    save(fixed, tmp_path / "new.skd")
+    old = _edit(_read(tmp_path / "new.skd"), lambda p: [
+        p["fitted"].pop(k) for k in ("radius_", "radius_scores_", "shared_")])
+    _write(old, tmp_path / "old.skd")
+    loaded = load(tmp_path / "old.skd")
+    assert (loaded.radius_, loaded.shared_) == (1.0, True)
+    np.testing.assert_array_equal(loaded.score_samples(X), fixed.score_samples(X))
+    # ... but radius="auto" without the radius it chose is not a valid file.
+    auto = _edit(_read(tmp_path / "auto.skd"), lambda p: p["fitted"].pop("radius_"))
+    _write(auto, tmp_path / "broken.skd")
+    with pytest.raises(ValueError, match="radius_ is missing"):
+        load(tmp_path / "broken.skd")

@@ -50,7 +50,8 @@ def with_nan(X, seed=1):
 
 
 B = dict(hidden_layer_sizes=(16,), max_iter=120, random_state=0, n_networks=1)
-L = dict(hidden_layer_sizes=(8,), max_iter=120, random_state=0, radius=1, block_size=2)
+L = dict(hidden_layer_sizes=(8,), max_iter=120, random_state=0, radius=1, block_size=2,
+         shared=False)
 
 CONFIGS = {
     "b_auto_mixture_2": (BootstrappedScoreEstimator, {**B, "n_networks": 2}, False),
