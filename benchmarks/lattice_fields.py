@@ -231,8 +231,8 @@ def per_coord(value):
 
 def run_method(field, method, model, X_train, X_test, truth_test):
     """Fit and score one method; an exception becomes a row with its message."""
-    row = {"field": field, "n_train": len(X_train), "method": method, "test_ll": math.nan, "train_ll": math.nan,
-           "fit_s": math.nan, "score_s": math.nan, "chosen": "", "n_iter": None,
+    row = {"field": field, "n_train": len(X_train), "method": method, "test_ll": math.nan,
+           "train_ll": math.nan, "fit_s": math.nan, "score_s": math.nan, "chosen": "", "n_iter": None,
            "details": {}, "error": None}
     try:
         start = time.perf_counter()

@@ -492,8 +492,9 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         ``blocks_``) with a coordinate whose window holds a changed feature
         are trained again on ``X``; every other block keeps its weights bit
         for bit. Shared windows (``shared_``) are one block: their network is
-        re-trained whole, so fit with ``shared=False`` for per-sensor refits. Each block draws its seed from ``random_state`` by its
-        index, and the rows go through :meth:`fit`'s own preprocessing (the
+        re-trained whole, so fit with ``shared=False`` for per-sensor refits.
+        Each block draws its seed from ``random_state`` by its index, and the
+        rows go through :meth:`fit`'s own preprocessing (the
         same held-out split, clipped to the training range for early
         stopping), so with an int ``random_state`` and the same parameters
         the re-trained blocks are bit-identical to those of a full
@@ -518,8 +519,9 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         sub-models read the other columns, in the coordinates they were
         trained in, and every sub-model that reads a changed column is
         re-trained. ``distances_`` (also a learned ``locality="auto"``
-        graph), ``radius_``, ``shared_`` and ``blocks_`` are kept. ``smoothing_`` is chosen again
-        (``smoothing="auto"``), on the held-out rows a full fit would use.
+        graph), ``radius_``, ``shared_`` and ``blocks_`` are kept.
+        ``smoothing_`` is chosen again (``smoothing="auto"``), on the held-out
+        rows a full fit would use.
         ``loss_curve_``, ``validation_loss_curve_``, ``n_iter_`` and
         ``best_iter_`` then describe the re-trained blocks.
 
