@@ -159,8 +159,9 @@ class DriftMonitor(BaseEstimator):
     >>> from sklearn_diffusion import (DiffusionOutlierDetector, DriftMonitor,
     ...                                LocalizedDiffusionEstimator)
     >>> X = np.cumsum(np.random.default_rng(0).normal(size=(1200, 6)), axis=1)
-    >>> est = LocalizedDiffusionEstimator(locality="chain", radius=1, hidden_layer_sizes=(16,),
-    ...                                   max_iter=200, random_state=0)
+    >>> est = LocalizedDiffusionEstimator(locality="chain", radius=1, shared=False,
+    ...                                   hidden_layer_sizes=(16,), max_iter=200,
+    ...                                   random_state=0)
     >>> det = DiffusionOutlierDetector(est, method="score_norm", n_levels=4).fit(X[:600])
     >>> monitor = DriftMonitor(det, false_alarm_rate=1e-3, random_state=0).fit(X[600:])
     >>> stream = np.cumsum(np.random.default_rng(1).normal(size=(200, 6)), axis=1)
