@@ -64,8 +64,9 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "loss": [StrOptions({"bootstrap", "dsm"})],
         "bootstrap_window": ["array-like"],
-        "bootstrap_step": [Interval(Real, 0, None, closed="neither")],
-        "bootstrap_weight": [Interval(Real, 0, 1, closed="both")],
+        "bootstrap_step": [Interval(Real, 0, 1, closed="neither")],
+        "bootstrap_weight": [StrOptions({"auto"}), Interval(Real, 0, 1, closed="both")],
+        "bootstrap_draws": [Interval(Integral, 1, None, closed="left")],
         "ema_decay": [Interval(Real, 0, 1, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
@@ -225,7 +226,8 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
     def _training_kwargs(self):
         """Keyword arguments of :func:`~sklearn_diffusion.training.fit_noise_model`."""
         names = ("max_iter", "batch_size", "learning_rate", "t_min", "t_max", "loss",
-                 "bootstrap_step", "bootstrap_weight", "ema_decay", "n_iter_no_change", "verbose")
+                 "bootstrap_step", "bootstrap_weight", "bootstrap_draws", "ema_decay",
+                 "n_iter_no_change", "verbose")
         return {**{name: getattr(self, name) for name in names},
                 "bootstrap_window": tuple(self.bootstrap_window)}
 

@@ -52,14 +52,22 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         halved the score error at low noise of a 64-D Gaussian fitted on
         1,000 rows for a fixed number of steps, but lost on 2-D and 16-D
         mixtures and tied with early stopping, hence the DSM default.
-    bootstrap_window : tuple of two floats, default=(0.05, 1.0)
-        Diffusion times that get bootstrapped targets; DSM elsewhere.
-    bootstrap_step : float, default=0.1
-        Time step between a bootstrapped target and the lower-noise score it
-        comes from.
-    bootstrap_weight : float, default=0.5
+    bootstrap_window : tuple of two floats, default=(0.01, 10.0)
+        Diffusion times that get bootstrapped targets (clipped to
+        ``[t_min, t_max]``); DSM elsewhere.
+    bootstrap_step : float in (0, 1), default=0.15
+        Relative time step: the target at ``t`` comes from the frozen
+        prediction at ``u = (1 - bootstrap_step) t``, so the factor that
+        multiplies that prediction's error stays near 1 at every ``t``.
+    bootstrap_weight : "auto" or float in [0, 1], default="auto"
         Weight of the bootstrapped target in its mix with the DSM target
-        (both are unbiased; 1 is pure bootstrapping).
+        (both are unbiased; 1 is pure bootstrapping). ``"auto"``: per noise
+        level, the weight of least target variance under the reference
+        mixture (see Notes), near 1 at low noise and near 0 at high noise.
+    bootstrap_draws : int, default=8
+        Draws of the lower-noise point, from the bridge between the row and
+        the noised row, averaged in each bootstrapped target: the same mean
+        with most of the variance of one draw removed.
     ema_decay : float, default=0.999
         Decay of the exponential moving average of the weights, which is both
         the frozen target of bootstrapping and the fitted model.
@@ -303,9 +311,10 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         batch_size=256,
         learning_rate=1e-3,
         loss="dsm",
-        bootstrap_window=(0.05, 1.0),
-        bootstrap_step=0.1,
-        bootstrap_weight=0.5,
+        bootstrap_window=(0.01, 10.0),
+        bootstrap_step=0.15,
+        bootstrap_weight="auto",
+        bootstrap_draws=8,
         ema_decay=0.999,
         early_stopping=True,
         stopping_metric="auto",
@@ -335,6 +344,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.bootstrap_window = bootstrap_window
         self.bootstrap_step = bootstrap_step
         self.bootstrap_weight = bootstrap_weight
+        self.bootstrap_draws = bootstrap_draws
         self.ema_decay = ema_decay
         self.early_stopping = early_stopping
         self.stopping_metric = stopping_metric

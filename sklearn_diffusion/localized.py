@@ -122,12 +122,17 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Training objective of each sub-model: denoising score matching, or
         time bootstrapping (see :class:`BootstrappedScoreEstimator`). On small
         local sub-models DSM reached a lower score error in as many steps.
-    bootstrap_window : tuple of two floats, default=(0.05, 1.0)
+    bootstrap_window : tuple of two floats, default=(0.01, 10.0)
         Diffusion times that get bootstrapped targets; DSM elsewhere.
-    bootstrap_step : float, default=0.1
-        Time step between a bootstrapped target and its lower-noise score.
-    bootstrap_weight : float, default=0.5
-        Weight of the bootstrapped target in its mix with the DSM target.
+    bootstrap_step : float in (0, 1), default=0.15
+        Relative step between a bootstrapped target's time ``t`` and the
+        time ``(1 - bootstrap_step) t`` of the score it comes from.
+    bootstrap_weight : "auto" or float in [0, 1], default="auto"
+        Weight of the bootstrapped target in its mix with the DSM target;
+        ``"auto"``: the weight of least variance per noise level under
+        ``N(0, I)`` (see :class:`BootstrappedScoreEstimator`).
+    bootstrap_draws : int, default=8
+        Bridge draws averaged in each bootstrapped target.
     ema_decay : float, default=0.999
         Decay of the exponential moving average of the weights.
     early_stopping : bool, default=True
@@ -328,9 +333,10 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         batch_size=256,
         learning_rate=3e-3,
         loss="dsm",
-        bootstrap_window=(0.05, 1.0),
-        bootstrap_step=0.1,
-        bootstrap_weight=0.5,
+        bootstrap_window=(0.01, 10.0),
+        bootstrap_step=0.15,
+        bootstrap_weight="auto",
+        bootstrap_draws=8,
         ema_decay=0.999,
         early_stopping=True,
         validation_fraction=0.1,
@@ -360,6 +366,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         self.bootstrap_window = bootstrap_window
         self.bootstrap_step = bootstrap_step
         self.bootstrap_weight = bootstrap_weight
+        self.bootstrap_draws = bootstrap_draws
         self.ema_decay = ema_decay
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction

@@ -398,6 +398,26 @@ class MixtureReference(nn.Module):
             return torch.einsum("nke,kde->nd", x, vecs)
         return torch.einsum("nd,kde->nke", x, vecs)
 
+    def sample_reference(self, n, *, generator):
+        """``n`` rows (n, d) drawn from the mixture with ``generator`` (on its device).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from sklearn_diffusion.networks import MixtureReference, ScoreMLP
+        >>> w, m = torch.tensor([0.5, 0.5]), torch.tensor([[-3.0], [3.0]])
+        >>> net = MixtureReference(ScoreMLP(1, (8,)), w, m, torch.ones(2, 1), torch.ones(2, 1, 1))
+        >>> x = net.sample_reference(10_000, generator=torch.Generator().manual_seed(0))
+        >>> round(x.abs().mean().item())
+        3
+        """
+        component = torch.multinomial(torch.exp(self.log_weights), n, replacement=True,
+                                      generator=generator)
+        z = torch.randn((n, self.means.shape[1]), generator=generator, device=self.means.device)
+        scaled = torch.sqrt(self.eigenvalues[component]) * z
+        return self.means[component] + torch.einsum("nde,ne->nd", self.eigenvectors[component],
+                                                    scaled)
+
     def reference_noise_and_trace(self, x, t, trace=True):
         """Exact noise ``e_ref`` (n, d) of the mixture and (if ``trace``) the trace of its Jacobian (n,)."""
         a, s = alpha(t)[:, None, None], sigma(t)

@@ -358,10 +358,19 @@ def load(path):
         raise ValueError(message) from None
 
 
+#: Parameters added after files were first written: a file without one takes its default.
+_ADDED_PARAMS = {"bootstrap_draws"}
+
+
 def _build(name, params):
     """An unfitted ``name`` from saved parameters, validated by the class itself."""
     cls = _CLASSES[name]
-    if not isinstance(params, dict) or set(params) != set(cls().get_params(deep=False)):
+    expected = set(cls().get_params(deep=False))
+    if isinstance(params, dict) and set(params) < expected:
+        # Only parameters added later may be missing, and they take their defaults.
+        params = {**{k: _encode(v) for k, v in cls().get_params(deep=False).items()
+                     if k in _ADDED_PARAMS - set(params)}, **params}
+    if not isinstance(params, dict) or set(params) != expected:
         raise _Malformed(f"the parameters of {name} are not those of the class")
     estimator = cls(**{key: _decode(value) for key, value in params.items()})
     try:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .losses import bootstrap_loss, dsm_loss
-from .schedules import sample_times
+from .losses import bootstrap_loss, dsm_loss, variance_optimal_weights
+from .schedules import sample_times, sigma
 
 __all__ = [
     "fit_noise_model", "validation_set", "average_curves", "check_finite_model",
@@ -139,9 +139,10 @@ def fit_noise_model(
     t_max,
     generator,
     loss="dsm",
-    bootstrap_window=(0.05, 1.0),
-    bootstrap_step=0.1,
-    bootstrap_weight=0.5,
+    bootstrap_window=(0.01, 10.0),
+    bootstrap_step=0.15,
+    bootstrap_weight="auto",
+    bootstrap_draws=8,
     bootstrap_start=0.1,
     ema_decay=0.999,
     grad_clip=1.0,
@@ -182,10 +183,18 @@ def fit_noise_model(
         ``bootstrap_window`` from the EMA copy of the network.
     bootstrap_window : (float, float)
         Times ``t`` that get bootstrapped targets.
-    bootstrap_step : float
-        Time step ``h`` between the target's time ``u = t - h`` and ``t``.
-    bootstrap_weight : float in [0, 1]
-        Weight of the bootstrapped target against the DSM target.
+    bootstrap_step : float in (0, 1)
+        Relative step: the target at ``t`` comes from the prediction at
+        ``u = (1 - bootstrap_step) t``, so the factor ``s_t e^h / s_u`` that
+        multiplies its error stays near 1 at every ``t``.
+    bootstrap_weight : float in [0, 1] or "auto"
+        Weight of the bootstrapped target against the DSM target;
+        ``"auto"``: the weight of least target variance in each of 16
+        log-spaced bins of the window, computed before training by
+        :func:`~sklearn_diffusion.losses.variance_optimal_weights` under the
+        network's reference mixture (its ``sample_reference``) or ``N(0, I)``.
+    bootstrap_draws : int
+        Bridge draws of ``x_u`` averaged per bootstrapped target.
     bootstrap_start : float in [0, 1)
         Fraction of ``max_iter`` trained with DSM before bootstrapping starts.
     ema_decay : float
@@ -279,7 +288,10 @@ def fit_noise_model(
     )
     curve = torch.empty(max_iter, device=device)
     first_bootstrap = int(bootstrap_start * max_iter) if loss == "bootstrap" else max_iter
-    lo, hi = bootstrap_window
+    if first_bootstrap < max_iter:
+        weight_of = _bootstrap_weights(network, X.shape[1], (t_min, t_max), bootstrap_window,
+                                       bootstrap_step, bootstrap_weight, bootstrap_draws,
+                                       columns, generator)
     progress = tqdm(total=max_iter, desc=description, disable=not verbose, leave=False)
     checked, best, best_iter, stale, val_curve, score_curve = 0, math.inf, max_iter, 0, [], []
     best_state = None
@@ -295,11 +307,10 @@ def fit_noise_model(
         if step < first_bootstrap:
             value = dsm_loss(network, x0, t, noise1, columns, mask)
         else:
-            noise2 = torch.randn(x0.shape, generator=generator, device=device)
-            inside = (t > lo) & (t <= hi)
-            h = torch.where(inside, torch.clamp(t - t_min, max=bootstrap_step), 0.0)
-            weight = inside.to(x0.dtype) * bootstrap_weight
-            value = bootstrap_loss(network, ema, x0, t, h, weight, noise1, noise2, columns, mask)
+            bridge = torch.randn((bootstrap_draws, *x0.shape), generator=generator,
+                                 device=device)
+            value = bootstrap_loss(network, ema, x0, t, bootstrap_step * t, weight_of(t),
+                                   noise1, bridge, columns, mask)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
@@ -361,6 +372,41 @@ def fit_noise_model(
         ema, curve[:checked].cpu().numpy().astype(np.float64), np.asarray(val_curve), best_iter,
         np.asarray(score_curve, dtype=np.float64),
     )
+
+
+#: Rows of the proxy law and bins of the window behind ``bootstrap_weight="auto"``.
+_PROXY_ROWS, _WEIGHT_BINS = 4096, 16
+
+
+def _bootstrap_weights(network, d, t_range, window, step, weight, n_draws, columns, generator):
+    """``t -> weight`` of the bootstrapped target: 0 outside ``window``, else fixed or by bin."""
+    lo, hi = max(window[0], t_range[0]), min(window[1], t_range[1])
+    device = generator.device
+    if weight != "auto":
+        return lambda t: ((t > lo) & (t <= hi)).to(t.dtype) * weight
+    edges = torch.logspace(math.log10(lo), math.log10(hi), _WEIGHT_BINS + 1, device=device)
+    if hasattr(network, "sample_reference"):
+        x0 = network.sample_reference(_PROXY_ROWS, generator=generator)
+
+        def exact(x, t):
+            return network.reference_noise_and_trace(x, t, trace=False)
+    else:
+        x0 = torch.randn(_PROXY_ROWS, d, generator=generator, device=device)
+
+        def exact(x, t):
+            return sigma(t)[:, None] * x
+    with torch.no_grad():
+        source = exact if columns is None else (lambda x, t: exact(x, t)[:, columns])
+        table = variance_optimal_weights(x0, source, edges, step, n_draws, generator=generator,
+                                         columns=columns)
+
+    def weight_of(t):
+        inside = (t > lo) & (t <= hi)
+        index = torch.bucketize(t, edges[1:-1])
+        return torch.where(inside, table[index], 0.0)
+
+    weight_of.table, weight_of.edges = table, edges
+    return weight_of
 
 
 def check_finite_model(model, Z, t_min, t_max):
