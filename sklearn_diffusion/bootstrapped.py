@@ -52,7 +52,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         halved the score error at low noise of a 64-D Gaussian fitted on
         1,000 rows for a fixed number of steps, but lost on 2-D and 16-D
         mixtures and tied with early stopping, hence the DSM default.
-    bootstrap_window : tuple of two floats, default=(0.01, 10.0)
+    bootstrap_window : tuple of two floats, default=(0.01, 1.0)
         Diffusion times that get bootstrapped targets (clipped to
         ``[t_min, t_max]``); DSM elsewhere.
     bootstrap_step : float in (0, 1), default=0.15
@@ -311,7 +311,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         batch_size=256,
         learning_rate=1e-3,
         loss="dsm",
-        bootstrap_window=(0.01, 10.0),
+        bootstrap_window=(0.01, 1.0),
         bootstrap_step=0.15,
         bootstrap_weight="auto",
         bootstrap_draws=8,

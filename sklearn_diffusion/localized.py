@@ -122,7 +122,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         Training objective of each sub-model: denoising score matching, or
         time bootstrapping (see :class:`BootstrappedScoreEstimator`). On small
         local sub-models DSM reached a lower score error in as many steps.
-    bootstrap_window : tuple of two floats, default=(0.01, 10.0)
+    bootstrap_window : tuple of two floats, default=(0.01, 1.0)
         Diffusion times that get bootstrapped targets; DSM elsewhere.
     bootstrap_step : float in (0, 1), default=0.15
         Relative step between a bootstrapped target's time ``t`` and the
@@ -333,7 +333,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         batch_size=256,
         learning_rate=3e-3,
         loss="dsm",
-        bootstrap_window=(0.01, 10.0),
+        bootstrap_window=(0.01, 1.0),
         bootstrap_step=0.15,
         bootstrap_weight="auto",
         bootstrap_draws=8,

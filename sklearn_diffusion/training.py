@@ -139,7 +139,7 @@ def fit_noise_model(
     t_max,
     generator,
     loss="dsm",
-    bootstrap_window=(0.01, 10.0),
+    bootstrap_window=(0.01, 1.0),
     bootstrap_step=0.15,
     bootstrap_weight="auto",
     bootstrap_draws=8,
