@@ -280,7 +280,13 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
     ``s_t^2 = 1 - exp(-2t)``. Time bootstrapping uses the identity
     ``s_t(y) = e^h E[s_u(X_u) | X_t = y]`` for ``t = u + h`` (Kumar, Nagaraj
     and Sarkar, "Dimension-free Score Matching and Time Bootstrapping for
-    Diffusion Models", arXiv:2502.10354). The log-density is
+    Diffusion Models", arXiv:2502.10354), with ``u = (1 - bootstrap_step) t``;
+    the frozen score at ``u`` is averaged over ``bootstrap_draws`` draws of
+    ``X_u`` from the bridge between the row and ``X_t``, and blended with the
+    DSM target with weight ``w = E<D, D - B> / E|D - B|^2`` (``D`` the DSM
+    and ``B`` the bootstrapped noise target), the blend of least variance
+    when both are unbiased (Kahouli et al., arXiv:2512.20003), estimated per
+    noise level under the reference mixture. The log-density is
     ``log N(x_T; 0, I) - int (d + tr grad s) dt`` along the probability-flow
     ODE ``dx/dt = -x - s(x, t)``.
 

@@ -266,3 +266,18 @@ def test_localized_choices_survive_and_old_files_still_load(tmp_path):
     _write(auto, tmp_path / "broken.skd")
     with pytest.raises(ValueError, match="radius_ is missing"):
         load(tmp_path / "broken.skd")
+
+
+def test_a_file_without_a_parameter_added_later_takes_its_default(tmp_path):
+    est = BootstrappedScoreEstimator(**SMALL).fit(X)
+    save(est, tmp_path / "new.skd")
+    old = _edit(_read(tmp_path / "new.skd"), lambda p: p["params"].pop("bootstrap_draws"))
+    _write(old, tmp_path / "old.skd")
+    loaded = load(tmp_path / "old.skd")
+    assert loaded.bootstrap_draws == BootstrappedScoreEstimator().bootstrap_draws
+    np.testing.assert_array_equal(loaded.score_samples(X[:5]), est.score_samples(X[:5]))
+    # Any other missing parameter is still a malformed file.
+    broken = _edit(_read(tmp_path / "new.skd"), lambda p: p["params"].pop("max_iter"))
+    _write(broken, tmp_path / "broken.skd")
+    with pytest.raises(ValueError, match="parameters"):
+        load(tmp_path / "broken.skd")
