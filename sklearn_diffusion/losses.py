@@ -22,38 +22,9 @@ import torch
 from .schedules import alpha, perturb, sigma
 
 __all__ = [
-    "noising_path", "bridge_draws", "bootstrap_noise_target", "bootstrap_target",
+    "bridge_draws", "bootstrap_noise_target", "bootstrap_target",
     "variance_optimal_weights", "regression_loss", "dsm_loss", "bootstrap_loss",
 ]
-
-
-def noising_path(x0, t, h, noise1, noise2):
-    """Two points of one OU path: ``x_u`` at ``u = t - h`` and ``x_t`` at ``t``.
-
-    ``x_u = a_u x0 + s_u noise1`` and ``x_t = e^{-h} x_u + sqrt(1 - e^{-2h}) noise2``.
-    ``x0``, ``noise1``, ``noise2`` are (n, d); ``t`` and ``h`` are (n,), ``0 <= h < t``.
-
-    Returns
-    -------
-    x_u, x_t : Tensor of shape (n, d)
-    dsm_noise : Tensor of shape (n, d)
-        ``(x_t - a_t x0) / s_t``, a standard normal draw: the DSM target at ``t``.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sklearn_diffusion.losses import noising_path
-    >>> x0, z = torch.randn(4, 2), torch.randn(4, 2)
-    >>> t, h = torch.ones(4), torch.zeros(4)
-    >>> _, x_t, noise = noising_path(x0, t, h, z, torch.randn(4, 2))
-    >>> torch.allclose(noise, z, atol=1e-6)
-    True
-    """
-    u = t - h
-    x_u = alpha(u)[:, None] * x0 + sigma(u)[:, None] * noise1
-    x_t = torch.exp(-h)[:, None] * x_u + sigma(h)[:, None] * noise2
-    dsm_noise = (x_t - alpha(t)[:, None] * x0) / sigma(t)[:, None]
-    return x_u, x_t, dsm_noise
 
 
 def bridge_draws(x0, x_t, t, h, noise):
