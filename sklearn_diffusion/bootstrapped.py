@@ -48,10 +48,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
     loss : {"dsm", "bootstrap"}, default="dsm"
         Training objective: denoising score matching, or time bootstrapping
         on ``bootstrap_window`` (after a DSM warm start of 10% of
-        ``max_iter``). In ``benchmarks/bootstrap_vs_dsm.py`` bootstrapping
-        halved the score error at low noise of a 64-D Gaussian fitted on
-        1,000 rows for a fixed number of steps, but lost on 2-D and 16-D
-        mixtures and tied with early stopping, hence the DSM default.
+        ``max_iter``). On the learning curves of
+        ``benchmarks/data_efficiency.py`` (3 targets, n = 100 and 300,
+        3 seeds) it was better than DSM beyond the seed spread in 2 of 6
+        cells (the curved ``banana6`` at 100 rows by 1.2 nats), worse in 1
+        (``banana6`` at 300 rows by 0.18) and level in 3, for 1.6 times the
+        fit time: not yet a default.
     bootstrap_window : tuple of two floats, default=(0.01, 1.0)
         Diffusion times that get bootstrapped targets (clipped to
         ``[t_min, t_max]``); DSM elsewhere.
