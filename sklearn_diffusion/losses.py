@@ -15,6 +15,16 @@ target noise, which is what keeps targets O(1) at every noise level.
   as in Kahouli et al., arXiv:2512.20003, and Duston and Bui-Thanh,
   arXiv:2601.01594), computed per noise level by
   :func:`variance_optimal_weights` under a law whose score is known exactly.
+
+Either target can be regressed as a noise (score matching) or as a velocity
+of the linear path ``(1 - tau) x_0 + tau z`` (conditional flow matching,
+Lipman et al., arXiv:2210.02747; Liu et al., arXiv:2209.03003): on a
+Gaussian path the velocity is affine in the noise,
+``v = (e - k_t x_t) / (a_t k_t)`` with ``k_t = 1 / (a_t + s_t)``, so the
+flow-matching loss is the noise loss weighted by ``1 / (a_t k_t)^2`` per row
+(:func:`flow_matching_weight`) with ``tau`` drawn uniformly. Bootstrapping
+carries over unchanged: the bootstrapped velocity target is the
+bootstrapped noise target through the same affine map.
 """
 
 import torch
@@ -23,7 +33,8 @@ from .schedules import alpha, perturb, sigma
 
 __all__ = [
     "bridge_draws", "bootstrap_noise_target", "bootstrap_target",
-    "variance_optimal_weights", "regression_loss", "dsm_loss", "bootstrap_loss",
+    "variance_optimal_weights", "flow_matching_weight", "regression_loss", "dsm_loss",
+    "bootstrap_loss",
 ]
 
 
@@ -71,7 +82,7 @@ def bootstrap_noise_target(lower_noise, t, h):
     return (sigma(t) * torch.exp(h) / sigma(u))[:, None] * lower_noise
 
 
-def regression_loss(noise_fn, x_t, t, target, columns=None, mask=None):
+def regression_loss(noise_fn, x_t, t, target, columns=None, mask=None, row_weight=None):
     """Mean squared error between ``noise_fn(x_t, t)`` and ``target[:, columns]``.
 
     ``columns`` (default: all) names the coordinates the network predicts, so a
@@ -80,7 +91,9 @@ def regression_loss(noise_fn, x_t, t, target, columns=None, mask=None):
     observed), restricts the mean to the observed entries: the target of a
     missing entry is unknown, so it must not pull the network (MissDiff,
     Ouyang, Xie, Li, Cheng, "MissDiff: Training Diffusion Models on Tabular
-    Data with Missing Values", arXiv:2307.00467).
+    Data with Missing Values", arXiv:2307.00467). ``row_weight`` (n,)
+    multiplies each row's squared error (default: 1, see
+    :func:`flow_matching_weight`).
 
     Examples
     --------
@@ -93,16 +106,38 @@ def regression_loss(noise_fn, x_t, t, target, columns=None, mask=None):
         target = target[:, columns]
         mask = None if mask is None else mask[:, columns]
     squared = (noise_fn(x_t, t) - target) ** 2
+    if row_weight is not None:
+        squared = squared * row_weight[:, None]
     if mask is None:
         return torch.mean(squared)
     return (squared * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def dsm_loss(noise_fn, x0, t, noise, columns=None, mask=None):
+def flow_matching_weight(t):
+    """Row weight ``1 / (a_t k_t)^2 = (1 + s_t / a_t)^2`` turning a noise error into a velocity error.
+
+    With ``k_t = 1 / (a_t + s_t)`` and ``tau`` its linear-path time
+    (:func:`~sklearn_diffusion.schedules.path_fraction`), the velocity
+    implied by a noise prediction ``e`` at ``x_t`` is ``(e - k_t x_t) / (1 - tau)``,
+    ``1 - tau = a_t k_t``, and the conditional velocity ``z - x_0`` is the
+    same map of the noise ``z``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.losses import flow_matching_weight
+    >>> flow_matching_weight(torch.tensor([0.0])).item()
+    1.0
+    """
+    return (1.0 + sigma(t) / alpha(t)) ** 2
+
+
+def dsm_loss(noise_fn, x0, t, noise, columns=None, mask=None, row_weight=None):
     """Denoising score matching: ``mean || e(a_t x0 + s_t z, t) - z ||^2``.
 
     Equal to the score loss ``|| s(x_t, t) + z / s_t ||^2`` weighted by ``s_t^2``.
-    ``mask`` restricts the mean to observed entries (see :func:`regression_loss`).
+    ``mask`` restricts the mean to observed entries and ``row_weight``
+    weighs rows (see :func:`regression_loss`).
 
     Examples
     --------
@@ -115,7 +150,7 @@ def dsm_loss(noise_fn, x0, t, noise, columns=None, mask=None):
     True
     """
     x_t = alpha(t)[:, None] * x0 + sigma(t)[:, None] * noise
-    return regression_loss(noise_fn, x_t, t, noise, columns, mask)
+    return regression_loss(noise_fn, x_t, t, noise, columns, mask, row_weight)
 
 
 def bootstrap_target(target_noise_fn, x0, x_t, t, h, bridge_noise):
@@ -224,7 +259,7 @@ def variance_optimal_weights(x0, source_noise_fn, t_edges, step, n_draws, *, gen
 
 
 def bootstrap_loss(noise_fn, target_noise_fn, x0, t, h, weight, noise, bridge_noise,
-                   columns=None, mask=None):
+                   columns=None, mask=None, row_weight=None):
     """Time-bootstrapped score matching loss.
 
     The target at ``t`` is ``weight * boot + (1 - weight) * noise`` where
@@ -247,6 +282,8 @@ def bootstrap_loss(noise_fn, target_noise_fn, x0, t, h, weight, noise, bridge_no
         Coordinates the networks predict (default: all).
     mask : Tensor of shape (n, d), default=None
         1 at observed entries, 0 at missing ones (see :func:`regression_loss`).
+    row_weight : Tensor of shape (n,), default=None
+        Weight of each row's squared error (see :func:`flow_matching_weight`).
 
     Examples
     --------
@@ -268,4 +305,4 @@ def bootstrap_loss(noise_fn, target_noise_fn, x0, t, h, weight, noise, bridge_no
                                 bridge_noise[:, inside])
         w = weight[inside, None]
         target = target.index_put((inside,), w * boot + (1.0 - w) * target[inside])
-    return regression_loss(noise_fn, x_t, t, target, mask=mask)
+    return regression_loss(noise_fn, x_t, t, target, mask=mask, row_weight=row_weight)

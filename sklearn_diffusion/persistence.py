@@ -359,7 +359,7 @@ def load(path):
 
 
 #: Parameters added after files were first written: a file without one takes its default.
-_ADDED_PARAMS = {"bootstrap_draws"}
+_ADDED_PARAMS = {"bootstrap_draws", "objective"}
 
 
 def _build(name, params):

@@ -16,6 +16,8 @@ __all__ = [
     "perturb",
     "time_grid",
     "sample_times",
+    "path_fraction",
+    "flow_matching_times",
     "gaussian_marginal",
     "gaussian_score",
     "gaussian_log_density",
@@ -93,6 +95,45 @@ def sample_times(n, t_min, t_max, *, generator, device="cpu"):
     """
     u = torch.rand(n, generator=generator, device=device)
     return t_min * (t_max / t_min) ** u
+
+
+def path_fraction(t):
+    """Time ``tau = s_t / (a_t + s_t)`` of the linear path that matches OU time ``t``.
+
+    ``x_t / (a_t + s_t) = (1 - tau) x_0 + tau z``: the OU marginal at ``t``,
+    rescaled by ``k_t = 1 / (a_t + s_t)``, is the straight-line (rectified
+    flow) interpolation at ``tau``, so a model of one is a model of the other.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.schedules import path_fraction
+    >>> [round(v, 4) for v in path_fraction(torch.tensor([1e-8, 20.0])).tolist()]
+    [0.0001, 1.0]
+    """
+    a, s = alpha(t), sigma(t)
+    return s / (a + s)
+
+
+def flow_matching_times(n, t_min, t_max, *, generator, device="cpu"):
+    """``n`` OU times whose linear-path times :func:`path_fraction` are uniform.
+
+    Conditional flow matching draws ``tau`` uniformly; the OU time of
+    ``tau`` is ``log(1 + r^2) / 2`` with ``r = tau / (1 - tau)`` (since
+    ``s_t / a_t = sqrt(e^{2t} - 1)``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_diffusion.schedules import flow_matching_times
+    >>> t = flow_matching_times(5, 1e-3, 8.0, generator=torch.Generator().manual_seed(0))
+    >>> bool(((t >= 1e-3) & (t <= 8.0)).all())
+    True
+    """
+    lo, hi = (float(path_fraction(torch.tensor(v, dtype=torch.float64))) for v in (t_min, t_max))
+    tau = lo + (hi - lo) * torch.rand(n, generator=generator, device=device)
+    ratio = tau / (1 - tau)
+    return (0.5 * torch.log1p(ratio**2)).clamp(t_min, t_max)
 
 
 def gaussian_marginal(mean, cov, t):

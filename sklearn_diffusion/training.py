@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .losses import bootstrap_loss, dsm_loss, variance_optimal_weights
-from .schedules import sample_times, sigma
+from .losses import bootstrap_loss, dsm_loss, flow_matching_weight, variance_optimal_weights
+from .schedules import flow_matching_times, sample_times, sigma
 
 __all__ = [
     "fit_noise_model", "validation_set", "average_curves", "check_finite_model",
@@ -139,6 +139,7 @@ def fit_noise_model(
     t_max,
     generator,
     loss="dsm",
+    objective="score",
     bootstrap_window=(0.01, 1.0),
     bootstrap_step=0.15,
     bootstrap_weight="auto",
@@ -181,6 +182,13 @@ def fit_noise_model(
         Objective; ``"bootstrap"`` trains with DSM for the first
         ``bootstrap_start`` fraction of steps, then bootstraps targets on
         ``bootstrap_window`` from the EMA copy of the network.
+    objective : {"score", "flow_matching"}
+        ``"score"``: regress the noise, times log-uniform on
+        ``[t_min, t_max]``. ``"flow_matching"``: regress the velocity of the
+        linear path (the noise error weighted by
+        :func:`~sklearn_diffusion.losses.flow_matching_weight`), with its
+        time ``tau`` uniform (:func:`~sklearn_diffusion.schedules.flow_matching_times`).
+        Either way with the DSM or the bootstrapped target (``loss``).
     bootstrap_window : (float, float)
         Times ``t`` that get bootstrapped targets.
     bootstrap_step : float in (0, 1)
@@ -299,18 +307,23 @@ def fit_noise_model(
         idx = torch.randint(n, (batch_size,), generator=generator, device=device)
         x0 = X[idx]
         mask = None if observed is None else observed[idx]
-        t = sample_times(batch_size, t_min, t_max, generator=generator, device=device)
+        if objective == "flow_matching":
+            t = flow_matching_times(batch_size, t_min, t_max, generator=generator, device=device)
+            row_weight = flow_matching_weight(t)
+        else:
+            t = sample_times(batch_size, t_min, t_max, generator=generator, device=device)
+            row_weight = None
         noise1 = torch.randn(x0.shape, generator=generator, device=device)
         if mask is not None and missing_fill == "noise" and not filled:
             fill = torch.randn(x0.shape, generator=generator, device=device)
             x0 = torch.where(mask > 0, x0, fill)
         if step < first_bootstrap:
-            value = dsm_loss(network, x0, t, noise1, columns, mask)
+            value = dsm_loss(network, x0, t, noise1, columns, mask, row_weight)
         else:
             bridge = torch.randn((bootstrap_draws, *x0.shape), generator=generator,
                                  device=device)
             value = bootstrap_loss(network, ema, x0, t, bootstrap_step * t, weight_of(t),
-                                   noise1, bridge, columns, mask)
+                                   noise1, bridge, columns, mask, row_weight)
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)

@@ -19,7 +19,8 @@ FAST = dict(hidden_layer_sizes=(16,), max_iter=20, n_steps=4, random_state=0, de
 
 ESTIMATORS = [
     BootstrappedScoreEstimator(**FAST, loss="bootstrap"),
-    BootstrappedScoreEstimator(**FAST, sampler="sde", divergence="hutchinson"),
+    BootstrappedScoreEstimator(**FAST, sampler="sde", divergence="hutchinson",
+                               objective="flow_matching"),
     LocalizedDiffusionEstimator(**FAST, radius=1, loss="bootstrap"),
     LocalizedDiffusionEstimator(**FAST, radius=1, shared=True),
     LocalizedDiffusionEstimator(**FAST, radius=1, locality="auto", block_size=2, sampler="sde"),
