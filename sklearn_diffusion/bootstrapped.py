@@ -45,7 +45,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Rows per optimizer step (clipped to the number of rows).
     learning_rate : float, default=1e-3
         Peak Adam learning rate (linear warm-up then cosine decay).
-    loss : {"dsm", "bootstrap"}, default="dsm"
+    loss : {"dsm", "bootstrap", "auto"}, default="dsm"
         Training objective: denoising score matching, or time bootstrapping
         on ``bootstrap_window`` (after a DSM warm start of 10% of
         ``max_iter``). On the learning curves of
@@ -53,7 +53,11 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         3 seeds) it was better than DSM beyond the seed spread in 2 of 6
         cells (the curved ``banana6`` at 100 rows by 1.2 nats), worse in 1
         (``banana6`` at 300 rows by 0.18) and level in 3, for 1.6 times the
-        fit time: not yet a default.
+        fit time: not yet a default. ``"auto"``: the networks of the
+        ensemble (``n_networks``) alternate DSM and bootstrapping, and the
+        held-out log-likelihood chooses among their average and each
+        loss's networks alone (``member_losses_``), as it chooses the
+        smoothing; with one network, DSM.
     objective : {"score", "flow_matching"}, default="score"
         What the network is regressed on. ``"score"``: the noise (score
         matching, times log-uniform). ``"flow_matching"``: conditional flow
@@ -266,6 +270,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
     member_references_ : ndarray of str
         The reference ("mixture" or "normal") of each network kept in
         ``model_`` (see ``reference``).
+    member_losses_ : ndarray of str
+        The loss ("dsm" or "bootstrap") each network kept in ``model_`` was
+        trained with (see ``loss``).
     reference_alone_ : bool
         Whether the held-out rows preferred the reference mixture alone to
         the trained model (whose correction is then zero); only considered
@@ -402,6 +409,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         "n_networks": [Interval(Integral, 1, None, closed="left")],
         "stopping_metric": [StrOptions({"auto", "likelihood", "loss"})],
         "objective": [StrOptions({"score", "flow_matching"})],
+        "loss": [StrOptions({"auto", "bootstrap", "dsm"})],
     }
 
     #: Complete held-out rows at most in each check of ``stopping_metric="likelihood"``.
@@ -420,10 +428,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         (self.reference_weights_, self.reference_means_, self.reference_eigenvalues_,
          self.reference_eigenvectors_) = reference
         self.member_references_ = np.array(plan, dtype=object)
+        losses = self._planned_losses()
+        self.member_losses_ = np.array(losses, dtype=object)
         stopping_rows = self._stopping_rows(Z_val, observed_val)
         self.stopping_metric_ = "loss" if stopping_rows is None else "likelihood"
         results, chosen = [], {}
-        for member_seed, kind in zip(seeds, plan):
+        for member_seed, kind, member_loss in zip(seeds, plan, losses):
             generator = make_generator(member_seed, device)
             # Weights are drawn on the CPU so a seed gives the same network on any device.
             network = ScoreMLP(Z.shape[1], tuple(self.hidden_layer_sizes),
@@ -435,12 +445,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
                 validation = validation_set(Z_val, self.t_min, self.t_max, generator=generator,
                                             observed=observed_val)
             criterion, stop_at = None, None
-            if stopping_rows is not None and kind in chosen:
+            if stopping_rows is not None and (kind, member_loss) in chosen:
                 # Checking every network cost 1.84x the loss's fit time over
                 # the suite; stopping the later ones where the first one's
                 # likelihood peaked, 1.39x at nearly the same likelihood
                 # (benchmarks/results/stopping_metric.md).
-                validation, stop_at = None, chosen[kind]
+                validation, stop_at = None, chosen[kind, member_loss]
             elif stopping_rows is not None:
                 criterion = HeldOutLikelihood(
                     lambda model, rows, s: self._model_log_density(rows, model, s, device),
@@ -449,9 +459,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
             results.append(fit_noise_model(
                 network.to(device), Z, generator=generator, observed=observed,
                 validation=validation, criterion=criterion, stop_at=stop_at,
-                **self._training_kwargs()
+                **{**self._training_kwargs(), "loss": member_loss}
             ))
-            chosen.setdefault(kind, results[-1].best_iter)
+            chosen.setdefault((kind, member_loss), results[-1].best_iter)
         if len(results) == 1:
             return results[0]
         weights = np.ones(len(results))
@@ -488,6 +498,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
             return np.array([float(self.smoothing)])
         return smoothing_candidates(self.t_min, self._max_smoothing, self._n_smoothing_candidates)
 
+    def _planned_losses(self):
+        """The loss of each network: ``loss="auto"`` alternates DSM and bootstrapping."""
+        if self.loss == "auto":
+            return tuple("bootstrap" if i % 2 else "dsm" for i in range(self.n_networks))
+        return (self.loss,) * self.n_networks
+
     def _planned_references(self):
         """The reference of each network: ``reference="auto"`` alternates the mixture and N(0, I)."""
         if self.reference == "auto":
@@ -517,14 +533,18 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         if self.smoothing != "auto" or Z_val is None:
             return
         references = list(self.member_references_)
+        losses = list(getattr(self, "member_losses_", [self.loss] * len(references)))
         members = (list(self.model_.members) if isinstance(self.model_, ScoreEnsemble)
                    else [self.model_])
         candidates = []
         if self.reference == "auto" and len(set(references)) == 2:
             for kind in ("mixture", "normal"):
-                keep = [m for m, r in zip(members, references) if r == kind]
-                candidates.append((keep[0] if len(keep) == 1 else ScoreEnsemble(keep),
-                                   (kind,) * len(keep), False))
+                keep = [i for i, r in enumerate(references) if r == kind]
+                candidates.append(self._members(keep, references, losses, False))
+        if len(set(losses)) == 2:
+            for kind in ("dsm", "bootstrap"):
+                keep = [i for i, r in enumerate(losses) if r == kind]
+                candidates.append(self._members(keep, references, losses, False))
         if "mixture" in references:
             alone = copy.deepcopy(self.model_ if self.reference == "mixture"
                                   else members[references.index("mixture")])
@@ -533,13 +553,29 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
                     torch.nn.init.zeros_(layer.output.weight)
                     torch.nn.init.zeros_(layer.output.bias)
             kept = references if self.reference == "mixture" else ["mixture"]
-            candidates.append((alone, tuple(kept), True))
-        for model, kept, is_alone in candidates:
+            kept_losses = losses if self.reference == "mixture" else [
+                loss for loss, r in zip(losses, references) if r == "mixture"][:1]
+            candidates.append((alone, tuple(kept), tuple(kept_losses), True))
+        for model, kept, kept_losses, is_alone in candidates:
             smoothing, scores = self._select_smoothing(Z_val, model)
             if np.nanmax(scores) > np.nanmax(self.smoothing_scores_):
                 self.model_, self.smoothing_, self.smoothing_scores_ = model, smoothing, scores
                 self.member_references_ = np.array(kept, dtype=object)
+                self.member_losses_ = np.array(kept_losses, dtype=object)
                 self.reference_alone_ = is_alone
+
+    def _members(self, keep, references, losses, is_alone):
+        """A selection candidate: the networks ``keep`` (indices) of the fitted model alone."""
+        if self.reference == "mixture":
+            inner = self.model_.model
+            networks = list(inner.members) if isinstance(inner, ScoreEnsemble) else [inner]
+        else:
+            members = (list(self.model_.members) if isinstance(self.model_, ScoreEnsemble)
+                       else [self.model_])
+            networks = [m.model if isinstance(m, MixtureReference) else m for m in members]
+        kept = tuple(references[i] for i in keep)
+        model = self._assemble([networks[i] for i in keep], kept).eval()
+        return model, kept, tuple(losses[i] for i in keep), is_alone
 
     def _with_reference(self, model):
         """``model`` with the fitted reference mixture as its skip term."""

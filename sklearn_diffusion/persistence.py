@@ -89,6 +89,7 @@ _ATTRIBUTES = {
         "reference_eigenvectors_": ("finite", ("m", "d", "d")),
         "reference_alone_": ("bool", None),
         "member_references_": ("strings", (None,)),
+        "member_losses_": ("strings", (None,)),
         "stopping_metric_": ("stopping_metric", None),
         "validation_score_curve_": ("float", (None,)),
     },
@@ -118,7 +119,7 @@ _ATTRIBUTES = {
 _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
              "column_normal_weight_", "constant_values_", "data_min_", "data_max_",
              "integer_features_", "reference_", "global_components_",
-             "global_variances_", "member_references_", "stopping_metric_",
+             "global_variances_", "member_references_", "member_losses_", "stopping_metric_",
              "validation_score_curve_", "radius_", "radius_scores_", "shared_"}
 
 

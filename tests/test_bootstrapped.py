@@ -287,3 +287,24 @@ def test_n_networks_averages_scores_and_round_trips(data, tmp_path):
     assert np.isfinite(scores).all()
     persistence.save(est, tmp_path / "ens.pt")
     np.testing.assert_array_equal(persistence.load(tmp_path / "ens.pt").score_samples(data[:10]), scores)
+
+
+def test_loss_auto_alternates_losses_and_keeps_what_held_out_rows_prefer():
+    X = _curved(300, 0)
+    small = dict(hidden_layer_sizes=(16,), max_iter=300, random_state=0)
+    est = BootstrappedScoreEstimator(loss="auto", n_networks=2, **small).fit(X)
+    assert est._planned_losses() == ("dsm", "bootstrap")
+    kept = tuple(est.member_losses_)
+    assert kept in {("dsm", "bootstrap"), ("dsm",), ("bootstrap",)}
+    assert len(kept) == len(est.member_references_)
+    # What was kept scores the held-out rows at least as well as the two
+    # networks together (the selection only ever replaces on improvement).
+    together = BootstrappedScoreEstimator(loss="auto", n_networks=2, **small)
+    together._select_density = lambda Z_val: super(BootstrappedScoreEstimator,
+                                                    together)._select_density(Z_val)
+    together.fit(X)
+    assert np.nanmax(est.smoothing_scores_) >= np.nanmax(together.smoothing_scores_)
+    # With one network "auto" is DSM, bit for bit.
+    one = BootstrappedScoreEstimator(loss="auto", n_networks=1, **small).fit(X)
+    dsm = BootstrappedScoreEstimator(loss="dsm", n_networks=1, **small).fit(X)
+    np.testing.assert_array_equal(one.score_samples(X[:20]), dsm.score_samples(X[:20]))
