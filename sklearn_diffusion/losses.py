@@ -161,8 +161,9 @@ def bootstrap_target(target_noise_fn, x0, x_t, t, h, bridge_noise):
     ``bridge_noise`` of shape (k, n, d)), without gradient. With the exact
     noise at ``u`` its conditional mean given ``x_t`` is the exact noise at
     ``t``; averaging over ``k`` bridge draws removes most of the variance of
-    one draw (about 97% of it for unit-variance data at ``t = 1``,
-    ``../shared/research`` notes, section 2.1).
+    one draw (for ``N(0, 1)`` data, ``t = 1`` and a step of 0.15, the
+    variance of 8 draws is 5.8 times below one draw's, as ``tests/test_losses.py``
+    checks against the closed form).
 
     Returns
     -------

@@ -395,7 +395,8 @@ def _bootstrap_weights(network, d, t_range, window, step, weight, n_draws, colum
     """``t -> weight`` of the bootstrapped target: 0 outside ``window``, else fixed or by bin."""
     lo, hi = max(window[0], t_range[0]), min(window[1], t_range[1])
     device = generator.device
-    if weight != "auto":
+    if weight != "auto" or not lo < hi:  # a window outside [t_min, t_max] bootstraps nothing
+        weight = weight if lo < hi else 0.0
         return lambda t: ((t > lo) & (t <= hi)).to(t.dtype) * weight
     edges = torch.logspace(math.log10(lo), math.log10(hi), _WEIGHT_BINS + 1, device=device)
     if hasattr(network, "sample_reference"):
@@ -418,7 +419,6 @@ def _bootstrap_weights(network, d, t_range, window, step, weight, n_draws, colum
         index = torch.bucketize(t, edges[1:-1])
         return torch.where(inside, table[index], 0.0)
 
-    weight_of.table, weight_of.edges = table, edges
     return weight_of
 
 
