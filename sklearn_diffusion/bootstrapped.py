@@ -49,11 +49,11 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Training objective: denoising score matching, or time bootstrapping
         on ``bootstrap_window`` (after a DSM warm start of 10% of
         ``max_iter``). On the learning curves of
-        ``benchmarks/data_efficiency.py`` (3 targets, n = 100 and 300,
-        3 seeds) it was better than DSM beyond the seed spread in 2 of 6
-        cells (the curved ``banana6`` at 100 rows by 1.2 nats), worse in 1
-        (``banana6`` at 300 rows by 0.18) and level in 3, for 1.6 times the
-        fit time: not yet a default. ``"auto"``: the networks of the
+        ``benchmarks/data_efficiency.py`` (6 targets, 50 to 500 rows,
+        3 seeds) it was better than DSM beyond the seed spread in 7 of 30
+        cells (the curved ``banana6`` at 100 rows by 1.2 nats), worse in 3
+        (``banana6`` at 200 to 500 rows, by 0.18 to 0.23) and level in 20,
+        for 1.6 times the fit time: not a default. ``"auto"``: the networks of the
         ensemble (``n_networks``) alternate DSM and bootstrapping, and the
         held-out log-likelihood chooses among their average and each
         loss's networks alone (``member_losses_``), as it chooses the
