@@ -248,13 +248,18 @@ def report(rows, methods):
     if "gmm" in methods and curves:
         table = []
         for t in curves:
-            low, high, goal = sizes[t][0], sizes[t][-1], mean(t, sizes[t][-1], "gmm")
+            high, goal = sizes[t][-1], mean(t, sizes[t][-1], "gmm")
             row = {"target": t, "gmm at largest n": f"{_fmt(goal)} (n = {high})"}
             for m in methods:
-                reach = rows_to_reach(sizes[t], [mean(t, n, m) for n in sizes[t]], goal,
-                                      higher[t])
-                row[m] = (f"> {high}" if reach == math.inf else f"<= {low}" if reach == low
-                          else f"{reach:.0f}")
+                # Only the sizes this method ran: a method run at fewer n
+                # must not read as "never there" at the ones it skipped.
+                ran = [n for n in sizes[t] if (t, n, m) in stats]
+                if not ran:
+                    row[m] = "-"
+                    continue
+                reach = rows_to_reach(ran, [mean(t, n, m) for n in ran], goal, higher[t])
+                row[m] = (f"> {ran[-1]}" if reach == math.inf else
+                          f"<= {ran[0]}" if reach == ran[0] else f"{reach:.0f}")
             table.append(row)
         out += ["## Rows to reach GMM's value at the largest n",
                 "Linear interpolation of each mean curve in log n; the value is the gap "
