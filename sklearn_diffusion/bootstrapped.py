@@ -57,9 +57,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         ensemble (``n_networks``) alternate DSM and bootstrapping, and the
         held-out log-likelihood chooses among their average and each
         loss's networks alone (``member_losses_``), as it chooses the
-        smoothing; with one network, DSM. On the learning curves (gmm2d,
-        gmm16 and banana6 at 100 and 300 rows, 3 seeds) ``"auto"`` was
-        better than DSM in 2 of 6 cells and never worse.
+        smoothing; with one network, DSM. On the learning curves (6 targets
+        at 100 and 300 rows, 3 seeds) ``"auto"`` was better than DSM in 3
+        of 12 cells and never worse.
     objective : {"score", "flow_matching"}, default="score"
         What the network is regressed on. ``"score"``: the noise (score
         matching, times log-uniform). ``"flow_matching"``: conditional flow
@@ -71,8 +71,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         where the training times fall differ (see Notes). Over the 36 sets
         of ``benchmarks/density.py`` it moved 14 sets up and 13 down by more
         than 0.05 nats (median 0.000; musk +15.4, SpamBase -2.7), for 1.05
-        times the time; on the learning curves it was better than DSM in 2
-        of 6 cells and never worse; at 1,000 rows its ODE settled in 4 to 16
+        times the time; on the learning curves it was better than DSM in 3
+        of 12 cells and worse in 1; at 1,000 rows its ODE settled in 4 to 16
         steps where score matching needed 16 (``benchmarks/ode_steps.py``).
     bootstrap_window : tuple of two floats, default=(0.01, 1.0)
         Diffusion times that get bootstrapped targets (clipped to
