@@ -27,7 +27,9 @@ mean rank of the means and the wins that exceed the seed spread.
 ``--join a,b`` writes one report from the cells of
 earlier runs ``results/a.json`` and ``results/b.json`` without fitting (how
 the headline ``density.md`` was assembled from runs split over data sets and
-methods).
+methods); with ``--seeds 0,1,2``, ``{seed}`` in a part's name stands for each
+seed in turn (``--join peers_seed{seed},default_seed{seed}``), and the per-seed
+joins are summarized as ``--seeds`` summarizes its own runs.
 """
 
 import argparse
@@ -37,6 +39,7 @@ import functools
 import inspect
 import math
 import time
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 import sklearn
@@ -307,8 +310,21 @@ def main(argv=None):
                              "per-set mean and standard deviation over the seeds")
     parser.add_argument("--join", metavar="PARTS",
                         help="comma-separated earlier outs: one report of their cells in --out, "
-                             "nothing fitted")
+                             "nothing fitted; with --seeds, '{seed}' in a part stands for each "
+                             "seed, <out>_seed<S> gets each seed's join and <out> the summary "
+                             "of the methods every seed has")
     args = _cli.parse(parser, argv)
+    if args.join and args.seeds:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        runs = {}
+        for seed in seeds:
+            parts = [part.replace("{seed}", str(seed)) for part in args.join.split(",")]
+            join(f"{args.out}_seed{seed}", parts)
+            runs[seed] = _report.load(f"{args.out}_seed{seed}")["cells"]
+        # The methods every seed has (a variant run on some seeds only is left out).
+        listed = [_report.load(f"{args.out}_seed{seed}")["methods"] for seed in seeds]
+        methods = [m for m in listed[0] if all(m in other for other in listed[1:])]
+        return summarize_seeds(args.out, runs, methods)
     if args.join:
         return join(args.out, args.join.split(","))
 
@@ -385,10 +401,15 @@ def run_seed(parser, args, names, methods, factories):
     return list(cells.values())
 
 
+def _version(package):
+    try:
+        return version(package)
+    except PackageNotFoundError:  # the flows' peers are not installed: none of them ran
+        return None
+
+
 def summarize(out, infos, methods, cells, extra):
     """Rank, report, print and write ``results/<out>.json`` and ``.md``; returns the text."""
-    import zuko
-
     truths = {i["name"]: i["truth"] for i in infos}
     table = {i["name"]: {c["method"]: c["test_ll"] for c in cells if c["dataset"] == i["name"]}
              for i in infos}
@@ -397,7 +418,7 @@ def summarize(out, infos, methods, cells, extra):
     text = report(infos, methods, cells, truths, ranks, win_counts)
     print("\n" + text, flush=True)
     versions = {"torch": torch.__version__, "sklearn": sklearn.__version__,
-                "numpy": np.__version__, "zuko": zuko.__version__}
+                "numpy": np.__version__, "zuko": _version("zuko")}
     md = (f"# Held-out log-likelihood ({datetime.date.today()}, "
           f"{extra.get('threads', '?')} threads, torch {torch.__version__}, "
           f"scikit-learn {sklearn.__version__})\n\n"
@@ -491,7 +512,11 @@ def join(out, parts):
     Runs split over data sets (for example two one-thread processes side by
     side) or over methods (a variant measured later) are joined cell by cell.
     """
-    infos, methods, cells, threads = combine([_report.load(part) for part in parts])
+    payloads = [_report.load(part) for part in parts]
+    absent = [part for part, payload in zip(parts, payloads) if payload is None]
+    if absent:
+        raise SystemExit(f"no results/<part>.json for {absent}")
+    infos, methods, cells, threads = combine(payloads)
     missing = [k for k in ((i["name"], m) for i in infos for m in methods) if k not in cells]
     if missing:
         raise SystemExit(f"cells missing from the parts: {missing}")

@@ -75,6 +75,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         "t_max": [Interval(Real, 0, None, closed="neither")],
         "smoothing": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
         "column_transform": [StrOptions({"gaussianize", "standardize"})],
+        "dequantize": ["boolean"],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
         "sampler": [StrOptions(set(SAMPLERS))],
         "sample_domain": [StrOptions({"data", "real"})],
@@ -198,7 +199,7 @@ class BaseDiffusionEstimator(TorchPickleMixin, DensityMixin, BaseEstimator, meta
         """:func:`~._model_space.prepare` with this estimator's settings and ``random_state``."""
         return prepare(
             X, check_random_state(self.random_state), column_transform=self.column_transform,
-            t_min=self.t_min, previous=previous, columns=columns,
+            t_min=self.t_min, dequantize=self.dequantize, previous=previous, columns=columns,
             validation_fraction=self.validation_fraction if self.early_stopping else 0.0,
             linear=getattr(getattr(self, "table_codec_", None), "category_coordinates", None),
         )

@@ -19,7 +19,7 @@ import torch
 from ._utils import make_generator, map_rows
 from ._validation import MAX_SEED
 from .marginals import degaussianize, fit_gaussianizer, gaussianize, resample_knots
-from .reference import fit_reference_mixture, mixture_log_density
+from .reference import fit_reference_mixture, mixture_floor, mixture_log_density
 
 #: Fewest complete held-out rows the held-out choices (smoothing, column
 #: map) are made on; with fewer (fits on incomplete rows) they fall back.
@@ -29,7 +29,14 @@ MIN_SELECTION_ROWS = 20
 COLUMN_MAP_ATTRIBUTES = ("x_knots_", "z_knots_", "column_bandwidth_", "column_normal_weight_")
 
 #: Fitted attributes of the columns' domain, in :class:`ColumnMap`'s order.
-DOMAIN_ATTRIBUTES = ("data_min_", "data_max_", "integer_features_")
+DOMAIN_ATTRIBUTES = ("data_min_", "data_max_", "integer_features_", "grid_steps_")
+
+#: How far (in grid steps) a value may be from its column's grid and count as on it:
+#: round-off of decimal data (0.29 / 0.01 = 28.999999999999996), not measurement noise.
+_GRID_TOLERANCE = 1e-6
+
+#: Stream of the dequantization noise, apart from every other draw of the fit's seed.
+_DEQUANTIZATION_STREAM = 0x6A1D
 
 #: Largest magnitude below which a float64 column can be told to hold integers.
 _EXACT_INTEGERS = 2.0**52
@@ -190,6 +197,53 @@ def column_domain(X):
     return low, high, whole.all(axis=0) & (low < high)
 
 
+def grid_steps(X, exclude=None):
+    """The grid step of each column whose observed values lie on a grid and repeat; 0 elsewhere.
+
+    A column is on a grid when every gap between its distinct observed
+    values is a whole multiple of the smallest one (integer counts,
+    readings to a fixed number of decimals). Where such values also repeat,
+    the column has point masses, on which no density is finite: a flexible
+    model scores held-out copies of training values by how sharp it makes
+    its spikes. ``fit`` spreads each such value uniformly over its grid
+    cell instead (``dequantize=True``), so the density of a value on the
+    grid is its probability divided by the step.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        NaN marks a missing entry.
+    exclude : array of int, optional
+        Columns never dequantized (the categories' coordinates, which the
+        table codec dequantizes itself).
+
+    Returns
+    -------
+    steps : ndarray of shape (n_features,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_diffusion._model_space import grid_steps
+    >>> X = np.array([[0.0, 0.5, 1.0], [2.0, 0.5, 2.5], [2.0, 1.5, 3.1], [6.0, 1.0, 3.1]])
+    >>> grid_steps(X).tolist()  # column 2 repeats a value but is not on a grid
+    [2.0, 0.5, 0.0]
+    """
+    steps = np.zeros(X.shape[1])
+    for j, column in enumerate(X.T):
+        observed = column[~np.isnan(column)]
+        values = np.unique(observed)
+        if not 1 < len(values) < len(observed):
+            continue
+        step = np.diff(values).min()
+        multiples = (values - values[0]) / step
+        if np.all(np.abs(multiples - np.round(multiples)) <= _GRID_TOLERANCE):
+            steps[j] = step
+    if exclude is not None:
+        steps[exclude] = 0.0
+    return steps
+
+
 def discrete_gap(Z, max_levels=50):
     """Smallest gap between distinct values over the columns with few of them.
 
@@ -227,7 +281,8 @@ def warn_if_near_discrete(Z, t_min):
             f"X looks near-discrete: a column has at most 50 distinct values, "
             f"{gap:.3g} standard deviations apart, over 5 times the noise at "
             f"t_min={t_min:g}. score_samples (the likelihood ODE) may then be "
-            f"inaccurate; use t_min >= {floor:.2g} or add dequantization noise to X. "
+            f"inaccurate; use t_min >= {floor:.2g} or add dequantization noise to X "
+            "(dequantize=True does so for columns whose values lie on a grid). "
             "anomaly_score (method='denoising' or 'score_norm') is not affected.",
             UserWarning,
         )
@@ -278,7 +333,9 @@ class ColumnMap:
     them, tabulate the Gaussianizing maps of :mod:`~sklearn_diffusion.marginals`.
     ``constants`` (d,) holds the value of each constant column (NaN for the
     others), which :meth:`inverse` returns exactly; ``low``, ``high`` and
-    ``integer`` (d,) the domain (:func:`column_domain`) it keeps samples in.
+    ``integer`` (d,) the domain (:func:`column_domain`) it keeps samples in,
+    and ``grid_step`` (d,) the step of the columns fitted dequantized
+    (:func:`grid_steps`; 0 for the others).
 
     Examples
     --------
@@ -300,6 +357,7 @@ class ColumnMap:
     low: Optional[np.ndarray] = None
     high: Optional[np.ndarray] = None
     integer: Optional[np.ndarray] = None
+    grid_step: Optional[np.ndarray] = None
 
     @property
     def gaussian(self):
@@ -336,9 +394,10 @@ class ColumnMap:
             X[:, fixed] = self.constants[fixed]
         return X
 
-    def with_domain(self, low, high, integer):
-        """This map with the domain ``low``, ``high``, ``integer``."""
-        return dataclasses.replace(self, low=low, high=high, integer=integer)
+    def with_domain(self, low, high, integer, grid_step):
+        """This map with the domain ``low``, ``high``, ``integer`` and ``grid_step``."""
+        return dataclasses.replace(self, low=low, high=high, integer=integer,
+                                   grid_step=grid_step)
 
     @classmethod
     def of(cls, est):
@@ -360,24 +419,25 @@ class ColumnMap:
                 setattr(est, name, value)
         est.column_transform_ = self.name
         est.constant_values_ = self.constants
-        for name, value in zip(DOMAIN_ATTRIBUTES, (self.low, self.high, self.integer)):
+        for name, value in zip(DOMAIN_ATTRIBUTES,
+                               (self.low, self.high, self.integer, self.grid_step)):
             setattr(est, name, value)
 
 
-def choose_column_map(Z, Z_val, Z_g, Z_val_g, knots, seed):
+def choose_column_map(Z, Z_val, Z_g, Z_val_g, knots, seed, floor):
     """Whether ``column_transform="auto"`` Gaussianizes, and the reference mixture it fitted.
 
     The BIC mixture of :func:`~sklearn_diffusion.reference.fit_reference_mixture`
     is fitted on the training rows in both spaces (``Z`` standardized,
     ``Z_g`` Gaussianized by ``knots``); the one whose held-out
     log-likelihood (with the column maps' log-Jacobian) is higher wins, and
-    its mixture is returned for the score network's reference. Without
-    enough complete held-out rows: ``(True, None)``.
+    its mixture is returned for the score network's reference (eigenvalues
+    at least ``floor``). Without enough complete held-out rows: ``(True, None)``.
     """
     rows = None if Z_val is None else ~np.isnan(Z_val).any(axis=1)
     if rows is None or rows.sum() < MIN_SELECTION_ROWS:
         return True, None
-    fits = [fit_reference_mixture(space, seed) for space in (Z, Z_g)]
+    fits = [fit_reference_mixture(space, seed, floor) for space in (Z, Z_g)]
     log_slopes = gaussianize(Z_val[rows], *knots[:2])[1]
     standardized = mixture_log_density(Z_val[rows], *fits[0]).mean()
     gaussianized = (mixture_log_density(Z_val_g[rows], *fits[1]) + log_slopes).mean()
@@ -420,15 +480,17 @@ def _keep_linear(knots, columns):
     return (x_knots, z_knots, *knots[2:])
 
 
-def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=None,
-            columns=None, linear=None):
+def prepare(X, rng, *, column_transform, t_min, validation_fraction, dequantize=False,
+            previous=None, columns=None, linear=None):
     """Validated rows ``X`` to the model's space: the one preprocessing of ``fit`` and refits.
 
-    Drops rows with no observed entry, standardizes on the observed
-    entries, draws the training and anomaly seeds and then the held-out
-    split from ``rng`` (a ``RandomState``, in that order), and fits the
-    column maps on the training rows only, so the held-out rows judge the
-    smoothing and the column map honestly.
+    Drops rows with no observed entry, draws the training and anomaly seeds
+    from ``rng`` (a ``RandomState``), adds uniform noise of one grid step
+    to the columns :func:`grid_steps` finds (with ``dequantize``; the
+    noise is drawn from the training seed's own stream), standardizes on
+    the observed entries, draws the held-out split from ``rng``, and fits
+    the column maps on the training rows only, so the held-out rows judge
+    the smoothing and the column map honestly.
 
     With ``previous`` (a fitted :class:`ColumnMap`) and ``columns`` (indices),
     only those columns' standardization and maps are fitted again and the
@@ -445,6 +507,10 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
         Smallest diffusion time, for the near-discrete warning.
     validation_fraction : float
         Share of the rows held out (0 for none).
+    dequantize : bool, default=False
+        Spread the values of grid columns over their cells,
+        ``U[-step/2, step/2)`` (centred, so that a value on the grid is
+        scored at the middle of its cell).
     previous : ColumnMap, optional
     columns : array of int, optional
     linear : array of int, optional
@@ -467,18 +533,27 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
     ((40, 2), (10, 2), 'standardize')
     """
     X = observed_rows(X.astype(np.float64, copy=False))
-    mean, scale = observed_location_scale(X)
     constants = constant_values(X if previous is None else X[:, columns])
-    domain = column_domain(X)
+    steps = grid_steps(X, exclude=linear) if dequantize else np.zeros(X.shape[1])
+    domain = (*column_domain(X), steps)
+    if previous is not None:
+        old = previous.constants if previous.constants is not None else np.full(len(steps), np.nan)
+        constants = _splice(old, constants, columns)
+        if previous.low is not None:  # a model saved before the domain was recorded has none
+            old_steps = previous.grid_step
+            if old_steps is None:  # nor one saved before grids were dequantized
+                old_steps = np.zeros(len(steps))
+            domain = tuple(_splice(old, new[columns], columns) for old, new in
+                           zip((previous.low, previous.high, previous.integer, old_steps), domain))
+        steps = domain[3] if previous.low is not None else steps
+    seed, anomaly_seed = (int(s) for s in rng.randint(MAX_SEED, size=2))
+    if steps.any():
+        noise = np.random.default_rng([seed, _DEQUANTIZATION_STREAM]).random(X.shape)
+        X = X + (noise - 0.5) * steps
+    mean, scale = observed_location_scale(X)
     if previous is not None:
         mean = _splice(previous.mean, mean[columns], columns)
         scale = _splice(previous.scale, scale[columns], columns)
-        old = previous.constants if previous.constants is not None else np.full(len(mean), np.nan)
-        constants = _splice(old, constants, columns)
-        if previous.low is not None:  # a model saved before the domain was recorded has none
-            domain = tuple(_splice(old, new[columns], columns) for old, new in
-                           zip((previous.low, previous.high, previous.integer), domain))
-    seed, anomaly_seed = (int(s) for s in rng.randint(MAX_SEED, size=2))
     Z = (X - mean) / scale
     n_val = int(validation_fraction * len(Z))
     # Too few rows to hold any out: train on all of them, without stopping early.
@@ -506,7 +581,8 @@ def prepare(X, rng, *, column_transform, t_min, validation_fraction, previous=No
             Z_val_g = None if Z_val is None else gaussianize(Z_val, *knots[:2])[0]
             gaussian = True
             if column_transform == "auto":
-                gaussian, reference = choose_column_map(Z, Z_val, Z_g, Z_val_g, knots, seed)
+                gaussian, reference = choose_column_map(Z, Z_val, Z_g, Z_val_g, knots, seed,
+                                                        mixture_floor(t_min))
             if gaussian:
                 column_map = ColumnMap(mean, scale, *knots, constants)
                 Z, Z_val = Z_g, Z_val_g

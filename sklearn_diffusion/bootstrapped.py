@@ -14,7 +14,7 @@ from ._utils import make_generator
 from ._validation import MAX_SEED
 from .likelihood import hutchinson_divergence
 from .networks import MixtureReference, ScoreEnsemble, ScoreMLP
-from .reference import fit_reference_mixture, standard_normal_reference
+from .reference import fit_reference_mixture, mixture_floor, standard_normal_reference
 from .schedules import sigma
 from .training import TrainingResult, average_curves, fit_noise_model, validation_set
 
@@ -143,6 +143,21 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         normalizing flows do: bounded, skewed and multimodal marginals
         (dequantized pixels, clipped sensors) then cost the diffusion
         nothing. No ``StandardScaler`` is needed in front of the estimator.
+    dequantize : bool, default=True
+        Spread each value of a column whose values lie on a grid and repeat
+        (counts, readings to a fixed number of decimals; see
+        ``grid_steps_``) uniformly over its grid cell, centred on it, before
+        fitting. Such repeated values are point masses, on which no density
+        is finite: without this, a held-out copy of a training value scores
+        by how sharp the model makes its spikes. With it, the model is the
+        density of the dequantized rows, and ``score_samples`` of a value on
+        the grid is about its probability divided by the step (the
+        dequantized likelihood of flows for images). Columns whose repeated
+        values are not on a grid (zeros among continuous readings) are left
+        as they are. On the 18 sets of ``benchmarks/density.py`` with grid
+        columns it gained 111 nats in all (seed 0): 88 on SpamBase, 3.9 to
+        5.8 on five more, and lost 0.67 at most (breast_cancer;
+        ``benchmarks/results/studies/atoms.md``).
         ``"auto"``: the one of the two under which the BIC Gaussian mixture
         of the training rows (see ``reference``) has the better held-out
         log-likelihood on the early-stopping rows, a closed form that costs
@@ -238,6 +253,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
     integer_features_ : ndarray of bool of shape (n_features,)
         Whether the column's observed training entries are all whole numbers
         (and not all equal).
+    grid_steps_ : ndarray of shape (n_features,)
+        The grid step of each column fitted dequantized (see
+        ``dequantize``); 0 for the others.
     table_codec_ : object
         The coordinates of the categorical columns (only when ``X`` had
         some; see ``categorical_features``).
@@ -360,6 +378,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         t_max=10.0,
         smoothing="auto",
         column_transform="auto",
+        dequantize=True,
         categorical_features="from_dtype",
         n_steps=16,
         sampler="ode",
@@ -391,6 +410,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.t_max = t_max
         self.smoothing = smoothing
         self.column_transform = column_transform
+        self.dequantize = dequantize
         self.categorical_features = categorical_features
         self.n_steps = n_steps
         self.sampler = sampler
@@ -431,7 +451,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         if "mixture" not in plan:
             reference = standard_normal_reference(Z.shape[1])
         elif reference is None:  # else fitted on Z to choose the column map
-            reference = fit_reference_mixture(Z.cpu().numpy().astype(np.float64), seed)
+            reference = fit_reference_mixture(Z.cpu().numpy().astype(np.float64), seed,
+                                              mixture_floor(self.t_min))
         (self.reference_weights_, self.reference_means_, self.reference_eigenvalues_,
          self.reference_eigenvectors_) = reference
         self.member_references_ = np.array(plan, dtype=object)

@@ -167,6 +167,21 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         normalizing flows do: bounded, skewed and multimodal marginals
         (dequantized pixels, clipped sensors) then cost the diffusion
         nothing. No ``StandardScaler`` is needed in front of the estimator.
+    dequantize : bool, default=True
+        Spread each value of a column whose values lie on a grid and repeat
+        (counts, readings to a fixed number of decimals; see
+        ``grid_steps_``) uniformly over its grid cell, centred on it, before
+        fitting. Such repeated values are point masses, on which no density
+        is finite: without this, a held-out copy of a training value scores
+        by how sharp the model makes its spikes. With it, the model is the
+        density of the dequantized rows, and ``score_samples`` of a value on
+        the grid is about its probability divided by the step (the
+        dequantized likelihood of flows for images). Columns whose repeated
+        values are not on a grid (zeros among continuous readings) are left
+        as they are. On the 18 sets of ``benchmarks/density.py`` with grid
+        columns it gained 111 nats in all (seed 0): 88 on SpamBase, 3.9 to
+        5.8 on five more, and lost 0.67 at most (breast_cancer;
+        ``benchmarks/results/studies/atoms.md``).
     n_steps : int, default=16
         Steps of the sampler and of the likelihood integrator.
     sampler : {"ode", "sde"}, default="ode"
@@ -232,6 +247,9 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
     integer_features_ : ndarray of bool of shape (n_features,)
         Whether the column's observed training entries are all whole numbers
         (and not all equal).
+    grid_steps_ : ndarray of shape (n_features,)
+        The grid step of each column fitted dequantized (see
+        ``dequantize``); 0 for the others.
     smoothing_ : float
         Noise level of the returned density (see ``smoothing``).
     smoothing_scores_ : ndarray of shape (n_candidates,)
@@ -345,6 +363,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         t_max=10.0,
         smoothing="auto",
         column_transform="gaussianize",
+        dequantize=True,
         n_steps=16,
         sampler="ode",
         sample_domain="data",
@@ -375,6 +394,7 @@ class LocalizedDiffusionEstimator(BaseDiffusionEstimator):
         self.t_max = t_max
         self.smoothing = smoothing
         self.column_transform = column_transform
+        self.dequantize = dequantize
         self.n_steps = n_steps
         self.sampler = sampler
         self.sample_domain = sample_domain

@@ -71,6 +71,7 @@ _MODEL_ATTRIBUTES = {
     "data_min_": ("float", ("d",)),
     "data_max_": ("float", ("d",)),
     "integer_features_": ("flags", ("d",)),
+    "grid_steps_": ("float", ("d",)),
     "loss_curve_": ("float", (None,)),
     "validation_loss_curve_": ("float", (None,)),
     "n_iter_": ("count", None),
@@ -118,7 +119,7 @@ _ATTRIBUTES = {
 }
 _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
              "column_normal_weight_", "constant_values_", "data_min_", "data_max_",
-             "integer_features_", "reference_", "global_components_",
+             "integer_features_", "grid_steps_", "reference_", "global_components_",
              "global_variances_", "member_references_", "member_losses_", "stopping_metric_",
              "validation_score_curve_", "radius_", "radius_scores_", "shared_"}
 
@@ -359,8 +360,10 @@ def load(path):
         raise ValueError(message) from None
 
 
-#: Parameters added after files were first written: a file without one takes its default.
-_ADDED_PARAMS = {"bootstrap_draws", "objective"}
+#: Parameters added after files were first written: a file without one takes its default,
+#: or the value of :data:`_OLD_FILE_PARAMS` where models fitted before it behaved otherwise.
+_ADDED_PARAMS = {"bootstrap_draws", "objective", "dequantize"}
+_OLD_FILE_PARAMS = {"dequantize": False}
 
 
 def _build(name, params):
@@ -369,8 +372,9 @@ def _build(name, params):
     expected = set(cls().get_params(deep=False))
     if isinstance(params, dict) and set(params) < expected:
         # Only parameters added later may be missing, and they take their defaults.
-        params = {**{k: _encode(v) for k, v in cls().get_params(deep=False).items()
-                     if k in _ADDED_PARAMS - set(params)}, **params}
+        defaults = {**cls().get_params(deep=False), **_OLD_FILE_PARAMS}
+        params = {**{k: _encode(defaults[k]) for k in _ADDED_PARAMS & expected - set(params)},
+                  **params}
     if not isinstance(params, dict) or set(params) != expected:
         raise _Malformed(f"the parameters of {name} are not those of the class")
     estimator = cls(**{key: _decode(value) for key, value in params.items()})

@@ -14,18 +14,34 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-__all__ = ["fit_reference_mixture", "standard_normal_reference", "mixture_log_density"]
+__all__ = ["fit_reference_mixture", "mixture_floor", "standard_normal_reference", "mixture_log_density"]
 
 #: Component counts tried for ``reference="mixture"``.
 _MIXTURE_COMPONENTS = (1, 2, 4, 8, 16, 32)
 
-#: Floor on each mixture covariance's eigenvalues (model space, unit
-#: variance), under the noise of the smallest smoothing (``e^{2 t_min} - 1``
-#: = 0.002 at the default ``t_min``).
+#: Largest floor on each mixture covariance's eigenvalues (model space, unit
+#: variance): half the noise of the smallest smoothing, ``e^{2 t_min} - 1``
+#: = 0.002 at the default ``t_min`` (see :func:`mixture_floor`).
 _MIXTURE_REG_COVAR = 1e-3
 
 
-def fit_reference_mixture(Z, random_state=0):
+def mixture_floor(t_min):
+    """Floor on the reference mixture's eigenvalues for a model whose smallest time is ``t_min``.
+
+    Half the variance of the noise at ``t_min``, at most 1e-3: no density
+    the model returns is sharper than that noise, and a thinner direction of
+    the mixture only makes the score stiff.
+
+    Examples
+    --------
+    >>> from sklearn_diffusion.reference import mixture_floor
+    >>> mixture_floor(1e-3), round(mixture_floor(1e-5), 8)
+    (0.001, 1e-05)
+    """
+    return min(_MIXTURE_REG_COVAR, 0.5 * math.expm1(2.0 * t_min))
+
+
+def fit_reference_mixture(Z, random_state=0, floor=_MIXTURE_REG_COVAR):
     """The Gaussian mixture of lowest BIC on the complete rows of ``Z``, as eigen-decompositions.
 
     Candidates: 1, 2, 4, ..., 32 components (skipping counts above
@@ -40,6 +56,9 @@ def fit_reference_mixture(Z, random_state=0):
         not used).
     random_state : int, default=0
         Seed of the mixtures' initialization.
+    floor : float, default=1e-3
+        Smallest eigenvalue of a component's covariance (``reg_covar`` of
+        the fits, and a floor after them); see :func:`mixture_floor`.
 
     Returns
     -------
@@ -71,7 +90,7 @@ def fit_reference_mixture(Z, random_state=0):
             break
         for covariance_type in ("full", "diag", "tied", "spherical"):
             gm = GaussianMixture(k, covariance_type=covariance_type,
-                                 reg_covar=_MIXTURE_REG_COVAR, random_state=random_state)
+                                 reg_covar=floor, random_state=random_state)
             try:
                 with warnings.catch_warnings():
                     # A candidate that has not converged still has a BIC.
@@ -90,7 +109,7 @@ def fit_reference_mixture(Z, random_state=0):
         return best.weights_, best.means_, variances.copy(), np.tile(np.eye(d), (k, 1, 1))
     covariances = best.covariances_[None] if kind == "tied" else best.covariances_
     eigenvalues, eigenvectors = np.linalg.eigh(covariances)
-    eigenvalues = np.maximum(eigenvalues, _MIXTURE_REG_COVAR)
+    eigenvalues = np.maximum(eigenvalues, floor)
     if kind == "tied":
         eigenvalues, eigenvectors = np.tile(eigenvalues, (k, 1)), np.tile(eigenvectors, (k, 1, 1))
     return best.weights_, best.means_, eigenvalues, eigenvectors

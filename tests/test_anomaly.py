@@ -102,7 +102,12 @@ def test_bad_input(fitted):
 def test_near_discrete_data_warns_and_continuous_does_not():
     rng = np.random.default_rng(0)
     integers = rng.integers(1, 6, size=(100, 2)).astype(float)
-    est = BootstrappedScoreEstimator(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # dequantized (the default), integers are continuous
+        BootstrappedScoreEstimator(hidden_layer_sizes=(8,), max_iter=5,
+                                   random_state=0).fit(integers)
+    est = BootstrappedScoreEstimator(hidden_layer_sizes=(8,), max_iter=5, dequantize=False,
+                                     random_state=0)
     with pytest.warns(UserWarning, match="near-discrete") as record:
         est.fit(integers)
     # the suggested floor (printed to 2 digits) puts the noise at a fifth of the gap

@@ -281,3 +281,18 @@ def test_a_file_without_a_parameter_added_later_takes_its_default(tmp_path):
     _write(broken, tmp_path / "broken.skd")
     with pytest.raises(ValueError, match="parameters"):
         load(tmp_path / "broken.skd")
+
+
+def test_a_file_from_before_dequantization_loads_without_it(tmp_path):
+    # Models saved before grid columns were dequantized were fitted without:
+    # the file takes dequantize=False (not today's default), so a refit of
+    # it trains as it did, and has no grid_steps_.
+    est = BootstrappedScoreEstimator(**SMALL).fit(X)
+    save(est, tmp_path / "new.skd")
+    old = _edit(_read(tmp_path / "new.skd"), lambda p: (p["params"].pop("dequantize"),
+                                                         p["fitted"].pop("grid_steps_")))
+    _write(old, tmp_path / "old.skd")
+    loaded = load(tmp_path / "old.skd")
+    assert loaded.dequantize is False and BootstrappedScoreEstimator().dequantize is True
+    assert not hasattr(loaded, "grid_steps_")
+    np.testing.assert_array_equal(loaded.score_samples(X[:5]), est.score_samples(X[:5]))
