@@ -143,6 +143,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         normalizing flows do: bounded, skewed and multimodal marginals
         (dequantized pixels, clipped sensors) then cost the diffusion
         nothing. No ``StandardScaler`` is needed in front of the estimator.
+        ``"auto"``: the one of the two under which the BIC Gaussian mixture
+        of the training rows (see ``reference``) has the better held-out
+        log-likelihood on the early-stopping rows, a closed form that costs
+        no training (``"gaussianize"`` with fewer than 20 such rows).
+        Gaussianizing wins on skewed and bounded columns, standardizing on
+        data that is already a Gaussian mixture on its own scale.
     dequantize : bool, default=True
         Spread each value of a column whose values lie on a grid and repeat
         (counts, readings to a fixed number of decimals; see
@@ -158,12 +164,6 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         columns it gained 111 nats in all (seed 0): 88 on SpamBase, 3.9 to
         5.8 on five more, and lost 0.67 at most (breast_cancer;
         ``benchmarks/results/studies/atoms.md``).
-        ``"auto"``: the one of the two under which the BIC Gaussian mixture
-        of the training rows (see ``reference``) has the better held-out
-        log-likelihood on the early-stopping rows, a closed form that costs
-        no training (``"gaussianize"`` with fewer than 20 such rows).
-        Gaussianizing wins on skewed and bounded columns, standardizing on
-        data that is already a Gaussian mixture on its own scale.
     categorical_features : "from_dtype", None or array-like, default="from_dtype"
         Columns to model as categories (after
         ``HistGradientBoostingClassifier``'s parameter). ``"from_dtype"``:
