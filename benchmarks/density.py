@@ -302,8 +302,9 @@ def main(argv=None):
                          threads=2)
     parser.add_argument("--datasets", help="comma-separated data set names (default: all; with "
                                            "--join, the sets kept)")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help="comma-separated method labels, e.g. diffusion:max_iter=8000,kde")
+    parser.add_argument("--methods",
+                        help="comma-separated method labels, e.g. diffusion:max_iter=8000,kde "
+                             f"(default {','.join(METHODS)}; with --join, the methods kept)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the suite (splits, noise)")
     parser.add_argument("--seeds", metavar="S,S,...",
                         help="several seeds: each one's run is written to <out>_seed<S> exactly "
@@ -316,21 +317,22 @@ def main(argv=None):
                              "of the methods every seed has")
     args = _cli.parse(parser, argv)
     names = args.datasets.split(",") if args.datasets else None
+    kept = split_labels(args.methods) if args.methods else None
     if args.join and args.seeds:
         seeds = [int(s) for s in args.seeds.split(",")]
         runs = {}
         for seed in seeds:
             parts = [part.replace("{seed}", str(seed)) for part in args.join.split(",")]
-            join(f"{args.out}_seed{seed}", parts, names)
+            join(f"{args.out}_seed{seed}", parts, names, kept)
             runs[seed] = _report.load(f"{args.out}_seed{seed}")["cells"]
         # The methods every seed has (a variant run on some seeds only is left out).
         listed = [_report.load(f"{args.out}_seed{seed}")["methods"] for seed in seeds]
         methods = [m for m in listed[0] if all(m in other for other in listed[1:])]
         return summarize_seeds(args.out, runs, methods)
     if args.join:
-        return join(args.out, args.join.split(","), names)
+        return join(args.out, args.join.split(","), names, kept)
 
-    methods = split_labels(args.methods)
+    methods = kept or list(METHODS)
     try:
         factories = {label: parse_method(label) for label in methods}
     except (ValueError, TypeError) as exc:
@@ -508,21 +510,23 @@ def combine(payloads):
     return list(infos.values()), methods, cells, "/".join(map(str, sorted(threads, key=str)))
 
 
-def join(out, parts, names=None):
+def join(out, parts, names=None, methods=None):
     """One report from the JSON files of several runs (``results/<part>.json``).
 
     Runs split over data sets (for example two one-thread processes side by
     side) or over methods (a variant measured later) are joined cell by cell;
-    ``names`` (data set names) keeps only those sets.
+    ``names`` (data set names) and ``methods`` (labels) keep only those.
     """
     payloads = [_report.load(part) for part in parts]
     absent = [part for part, payload in zip(parts, payloads) if payload is None]
     if absent:
         raise SystemExit(f"no results/<part>.json for {absent}")
-    infos, methods, cells, threads = combine(payloads)
+    infos, all_methods, cells, threads = combine(payloads)
     if names is not None:
         infos = [i for i in infos if i["name"] in names]
         cells = {k: c for k, c in cells.items() if k[0] in names}
+    methods = all_methods if methods is None else [m for m in methods if m in all_methods]
+    cells = {k: c for k, c in cells.items() if k[1] in methods}
     missing = [k for k in ((i["name"], m) for i in infos for m in methods) if k not in cells]
     if missing:
         raise SystemExit(f"cells missing from the parts: {missing}")

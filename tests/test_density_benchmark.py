@@ -65,6 +65,9 @@ def test_seeds_join_summarizes_parts_per_seed(results):
     # --datasets keeps only those sets of the parts.
     density.main(["--join", "whole_seed1", "--datasets", "iris", "--out", "iris_only"])
     assert {c["dataset"] for c in _report.load("iris_only")["cells"]} == {"iris"}
+    # ... and --methods only those methods.
+    density.main(["--join", "whole_seed1", "--methods", "kde", "--out", "kde_only"])
+    assert {c["method"] for c in _report.load("kde_only")["cells"]} == {"kde"}
     _same({k: v for k, v in _cells("whole_seed1").items() if k[0] == "iris"}, _cells("iris_only"))
     with pytest.raises(SystemExit, match="no results"):
         density.main(["--seeds", "0,1", "--join", "absent_seed{seed}", "--out", "x"])
