@@ -198,6 +198,11 @@ def run_cell(dataset, label, factory):
             alone = " alone" if getattr(model, "reference_alone_", False) else ""
             notes.append(f"{model.column_transform_}, reference k={len(model.reference_weights_)}"
                          f"{alone}")
+        if getattr(model, "reference", "mixture") != "mixture" and hasattr(
+                model, "member_references_"):
+            notes.append("kept " + "+".join(r[0] for r in model.member_references_))
+        if getattr(model, "objective_", "score") != "score":
+            notes.append(model.objective_.replace("_", " "))
         cell["note"] = "; ".join(n for n in notes if n)
     except Exception as exc:  # noqa: BLE001 - one failed cell must not end the run
         cell["error"] = f"{type(exc).__name__}: {exc}"

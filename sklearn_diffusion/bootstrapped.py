@@ -60,7 +60,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         smoothing; with one network, DSM. On the learning curves (6 targets
         at 100 and 300 rows, 3 seeds) ``"auto"`` was better than DSM in 3
         of 12 cells and never worse.
-    objective : {"score", "flow_matching"}, default="score"
+    objective : {"auto", "score", "flow_matching"}, default="auto"
         What the network is regressed on. ``"score"``: the noise (score
         matching, times log-uniform). ``"flow_matching"``: conditional flow
         matching on the straight path ``(1 - tau) x_0 + tau z`` with ``tau``
@@ -68,12 +68,16 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         version with ``loss="bootstrap"``). On a Gaussian path the velocity
         is an affine map of the noise, so the same network, sampler and
         likelihood serve both; only the weight of each noise level and
-        where the training times fall differ (see Notes). Over the 36 sets
-        of ``benchmarks/density.py`` it moved 14 sets up and 13 down by more
-        than 0.05 nats (median 0.000; musk +15.4, SpamBase -2.7), for 1.05
-        times the time; on the learning curves it was better than DSM in 3
-        of 12 cells and worse in 1; at 1,000 rows its ODE settled in 4 to 16
-        steps where score matching needed 16 (``benchmarks/ode_steps.py``).
+        where the training times fall differ (see Notes). ``"auto"``: flow
+        matching from 48 features on, score matching below
+        (``objective_``). Over the 36 sets of ``benchmarks/density.py``
+        (seeds 0 and 1) flow matching was level or better on every set of
+        57 to 166 columns (musk +14.3 nats, digits64 +1.4, optdigits +0.9)
+        and mixed below 37 (breast_cancer -0.5, Cardiotocography +0.5); on
+        eight wide targets with exact densities that no default was chosen
+        on (32 to 128 columns) it was better on all eight, by 0.1 to 4.4
+        nats, for 0.8 to 1.3 times the fit time
+        (``benchmarks/results/studies/width.md``).
     bootstrap_window : tuple of two floats, default=(0.01, 1.0)
         Diffusion times that get bootstrapped targets (clipped to
         ``[t_min, t_max]``); DSM elsewhere.
@@ -199,7 +203,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         features and Hutchinson with fixed probes above.
     n_probes : int, default=8
         Number of fixed Rademacher probes for the Hutchinson trace.
-    reference : {"auto", "mixture", "normal"}, default="mixture"
+    reference : {"auto", "mixture", "normal"}, default="auto"
         The law whose exact score each network corrects. ``"normal"``:
         ``N(0, I)`` in the model's space (the untrained network is its
         score). ``"mixture"``: the Gaussian mixture of lowest BIC on the
@@ -209,19 +213,27 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         closed form at every noise level, so the untrained model is the
         mixture's density and training learns what the mixture misses.
         ``"auto"``: the networks alternate between the two (the first on the
-        mixture), and after training the held-out log-likelihood on the
+        mixture; with the default three, two on the mixture and one on
+        ``N(0, I)``), and after training the held-out log-likelihood on the
         early-stopping rows keeps all of them or only those of one
-        reference (``member_references_``); with one network, the mixture.
-        It beat ``"mixture"`` on 15 of the 20 sets it was tried on (up to
-        +1.8 nats), but lost 20.6 nats on ``musk`` among the sets held out
-        from that choice, so it is not the default
-        (``benchmarks/results/density_auto_heldout.md``).
-    n_networks : int, default=2
+        reference (``member_references_``); the two mixture networks alone
+        are ``"mixture"``'s ensemble. With one network, or fewer than 20
+        complete held-out rows to choose with, every network is on the
+        mixture. Over three seeds of the 36 sets of ``benchmarks/density.py``
+        it moved 21 sets up by more than 0.05 nats against two mixture
+        networks and none down (median +0.13; musk +15.1 with flow
+        matching, fault +2.0, digits64 +2.0, banana6 +0.31), for about 1.46
+        times the fit time (``benchmarks/results/density4.md``). The
+        20-row rule was added after the nine smallest sets lost up to 1.3
+        nats (WPBC) with the choice made on 7 to 18 rows; it was measured
+        on those same sets.
+    n_networks : int, default=3
         Networks trained from different seeds whose scores are averaged
         (the probability-flow ODE of the mean score is still a normalized
         density). Each one costs a full fit. Two networks beat one on 31 of
         the 36 data sets of ``benchmarks/density.py`` (up to +16 nats on
-        musk, -0.14 at worst; ``benchmarks/results/studies/density_n_networks.md``).
+        musk, -0.14 at worst; ``benchmarks/results/studies/density_n_networks.md``);
+        three are the default for ``reference="auto"`` (see there).
     device : str or torch.device, default="auto"
         ``"auto"`` uses a CUDA GPU when there is one.
     random_state : int, RandomState instance or None, default=None
@@ -272,6 +284,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         Training loss per step.
     validation_loss_curve_ : ndarray of shape (n_checks,)
         Held-out denoising loss at every check (empty without early stopping).
+    objective_ : str
+        The objective the networks were trained on: ``"score"`` or
+        ``"flow_matching"`` (see ``objective``).
     stopping_metric_ : str
         What early stopping watched: ``"likelihood"`` or ``"loss"`` (see
         ``stopping_metric``; ``"loss"`` also without early stopping).
@@ -364,7 +379,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         batch_size=256,
         learning_rate=1e-3,
         loss="dsm",
-        objective="score",
+        objective="auto",
         bootstrap_window=(0.01, 1.0),
         bootstrap_step=0.15,
         bootstrap_weight="auto",
@@ -385,8 +400,8 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         sample_domain="data",
         divergence="auto",
         n_probes=8,
-        reference="mixture",
-        n_networks=2,
+        reference="auto",
+        n_networks=3,
         device="auto",
         random_state=None,
         verbose=0,
@@ -423,6 +438,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
+    #: Fewest features at which ``objective="auto"`` is flow matching.
+    _min_flow_matching_features = 48
+
     #: Largest dimension whose divergence ``divergence="auto"`` takes exactly.
     _max_exact_features = 64
 
@@ -435,7 +453,7 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         "reference": [StrOptions({"auto", "mixture", "normal"})],
         "n_networks": [Interval(Integral, 1, None, closed="left")],
         "stopping_metric": [StrOptions({"auto", "likelihood", "loss"})],
-        "objective": [StrOptions({"score", "flow_matching"})],
+        "objective": [StrOptions({"auto", "score", "flow_matching"})],
         "loss": [StrOptions({"auto", "bootstrap", "dsm"})],
     }
 
@@ -444,10 +462,16 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
 
     def _fit_model(self, Z, Z_val, device, seed, *, observed=None, observed_val=None,
                    reference=None):
+        self.objective_ = self._resolve_objective(Z.shape[1])
         probe_rng = np.random.default_rng(seed)
         self.probes_ = probe_rng.choice([-1.0, 1.0], size=(self.n_probes, Z.shape[1]))
         seeds = [seed] + [int(s) for s in probe_rng.integers(MAX_SEED, size=self.n_networks - 1)]
         plan = self._planned_references()
+        if self.reference == "auto" and self._selection_rows(Z_val, observed_val) is None:
+            # Too few held-out rows to choose between the references (the
+            # 20-row bar of stopping_metric="auto"): the mixture's networks
+            # only, as with reference="mixture".
+            plan = ("mixture",) * len(plan)
         if "mixture" not in plan:
             reference = standard_normal_reference(Z.shape[1])
         elif reference is None:  # else fitted on Z to choose the column map
@@ -504,7 +528,12 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         )
 
     def _training_kwargs(self):
-        return {**super()._training_kwargs(), "objective": self.objective}
+        return {**super()._training_kwargs(), "objective": self.objective_}
+
+    def _resolve_objective(self, n_features):
+        if self.objective != "auto":
+            return self.objective
+        return "flow_matching" if n_features >= self._min_flow_matching_features else "score"
 
     def _record(self, result, prep):
         super()._record(result, prep)
@@ -512,7 +541,13 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
 
     def _stopping_rows(self, Z_val, observed_val):
         """The held-out rows early stopping scores by likelihood (numpy), or None for the loss."""
-        if Z_val is None or self.stopping_metric == "loss":
+        if self.stopping_metric == "loss":
+            return None
+        return self._selection_rows(Z_val, observed_val)
+
+    def _selection_rows(self, Z_val, observed_val):
+        """Complete held-out rows (numpy, at most ``_max_stopping_rows``), or None if too few."""
+        if Z_val is None:
             return None
         rows = Z_val.cpu().numpy().astype(np.float64)
         complete = ~np.isnan(rows).any(axis=1)

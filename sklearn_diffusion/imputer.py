@@ -38,9 +38,10 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         :class:`BootstrappedScoreEstimator` or
         :class:`LocalizedDiffusionEstimator` (images, chains). It is cloned in
         ``fit``. None means ``BootstrappedScoreEstimator(n_networks=1,
-        max_iter=1500, dequantize=False)``: one network and fewer steps than the density
-        estimator's defaults, so that fitting 1,000 rows takes tens of seconds on two CPU cores
-        (the settings of ``benchmarks/results/impute.md``).
+        max_iter=1500, dequantize=False, objective="score")``: one network and
+        fewer steps than the density estimator's defaults, so that fitting
+        1,000 rows takes tens of seconds on two CPU cores (the settings of
+        ``benchmarks/results/impute.md``).
     sample_posterior : bool, default=False
         Fill with one conditional draw instead of the mean of ``n_samples``.
         A draw is keyed by the row's content and its position in ``X``:
@@ -126,8 +127,10 @@ class DiffusionImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     #: Settings of the default estimator (see ``estimator``).
     # dequantize=False: the imputation errors of benchmarks/impute.py were
-    # measured before grid columns were dequantized (and digits is on one).
-    _default_settings = {"n_networks": 1, "max_iter": 1500, "dequantize": False}
+    # measured before grid columns were dequantized (and digits is on one),
+    # and with objective="score".
+    _default_settings = {"n_networks": 1, "max_iter": 1500, "dequantize": False,
+                         "objective": "score"}
 
     #: Incomplete rows per call of ``sample_conditional``: bounds the memory
     #: of the ``n_samples`` draws of a chunk.

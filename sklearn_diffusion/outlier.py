@@ -37,8 +37,8 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
         at fit. ``None`` uses a :class:`BootstrappedScoreEstimator` with the
         density model's default settings except ``stopping_metric="loss"``
         and ``n_networks=1`` (the same anomaly ranking in less time) and
-        ``dequantize=False`` (the setting its AUROCs were measured with),
-        and ``random_state``.
+        ``dequantize=False`` and ``objective="score"`` (the settings its
+        AUROCs were measured with), and ``random_state``.
         scikit-learn's :class:`~sklearn.neighbors.KernelDensity` and
         :class:`~sklearn.mixture.GaussianMixture` work with
         ``method="log_density"`` (what ``"auto"`` picks for them).
@@ -210,9 +210,9 @@ class DiffusionOutlierDetector(OutlierMixin, BaseEstimator):
             # (results/studies/adbench_detector_fast.md): the hybrid score
             # never integrates the likelihood. dequantize=False: the AUROCs
             # were measured before grid columns were dequantized, and that
-            # has not been measured on them.
+            # has not been measured on them; objective="score" likewise.
             estimator = BootstrappedScoreEstimator(
-                stopping_metric="loss", n_networks=1, dequantize=False,
+                stopping_metric="loss", n_networks=1, dequantize=False, objective="score",
                 random_state=self.random_state,
             )
         else:

@@ -92,6 +92,7 @@ _ATTRIBUTES = {
         "member_references_": ("strings", (None,)),
         "member_losses_": ("strings", (None,)),
         "stopping_metric_": ("stopping_metric", None),
+        "objective_": ("objective", None),
         "validation_score_curve_": ("float", (None,)),
     },
     "LocalizedDiffusionEstimator": {
@@ -121,7 +122,7 @@ _OPTIONAL = {"feature_names_in_", "x_knots_", "z_knots_", "column_bandwidth_",
              "column_normal_weight_", "constant_values_", "data_min_", "data_max_",
              "integer_features_", "grid_steps_", "reference_", "global_components_",
              "global_variances_", "member_references_", "member_losses_", "stopping_metric_",
-             "validation_score_curve_", "radius_", "radius_scores_", "shared_"}
+             "objective_", "validation_score_curve_", "radius_", "radius_scores_", "shared_"}
 
 
 class _Malformed(Exception):
@@ -363,7 +364,7 @@ def load(path):
 #: Parameters added after files were first written: a file without one takes its default,
 #: or the value of :data:`_OLD_FILE_PARAMS` where models fitted before it behaved otherwise.
 _ADDED_PARAMS = {"bootstrap_draws", "objective", "dequantize"}
-_OLD_FILE_PARAMS = {"dequantize": False}
+_OLD_FILE_PARAMS = {"dequantize": False, "objective": "score"}
 
 
 def _build(name, params):
@@ -464,6 +465,7 @@ def _check_value(key, value, kind, shape, sizes):
         "finite_number": lambda v: isinstance(v, Real) and math.isfinite(v),
         "method": lambda v: v in ("hybrid", "score_norm", "denoising", "log_density"),
         "stopping_metric": lambda v: v in ("likelihood", "loss"),
+        "objective": lambda v: v in ("score", "flow_matching"),
     }
     if kind in scalar_ok:
         if not scalar_ok[kind](value):

@@ -63,6 +63,21 @@ def test_held_out_log_density_near_truth(target, loss, objective):
     assert abs(est.score(X_test) - truth) < tolerance
 
 
+@pytest.mark.parametrize("d, expected", [(47, "score"), (48, "flow_matching")])
+def test_objective_auto_is_flow_matching_from_48_features(d, expected):
+    X = np.random.default_rng(d).normal(size=(60, d))
+    settings = dict(hidden_layer_sizes=(8,), max_iter=20, n_networks=1, reference="normal",
+                    early_stopping=False, smoothing=0.01, n_steps=2, random_state=0)
+    auto = BootstrappedScoreEstimator(**settings).fit(X)
+    assert auto.objective_ == expected
+    # The same training as the named objective, step for step, and not the other one's.
+    other = {"score": "flow_matching", "flow_matching": "score"}[expected]
+    same, different = (BootstrappedScoreEstimator(objective=o, **settings).fit(X)
+                       for o in (expected, other))
+    np.testing.assert_array_equal(auto.loss_curve_, same.loss_curve_)
+    assert not np.array_equal(auto.loss_curve_, different.loss_curve_)
+
+
 def test_samples_follow_the_data(data):
     est = BootstrappedScoreEstimator(hidden_layer_sizes=(64, 64), max_iter=1000, random_state=0)
     est.fit(data)

@@ -296,3 +296,20 @@ def test_a_file_from_before_dequantization_loads_without_it(tmp_path):
     assert loaded.dequantize is False and BootstrappedScoreEstimator().dequantize is True
     assert not hasattr(loaded, "grid_steps_")
     np.testing.assert_array_equal(loaded.score_samples(X[:5]), est.score_samples(X[:5]))
+
+
+def test_a_file_from_before_objective_auto_loads_with_score_matching(tmp_path):
+    # Before objective="auto" files took objective="score" by default (or had
+    # no objective at all): they load with the objective they were fitted
+    # with, not today's default, and without objective_.
+    est = BootstrappedScoreEstimator(**SMALL).fit(X)
+    assert est.objective_ == "score"
+    save(est, tmp_path / "new.skd")
+    old = _edit(_read(tmp_path / "new.skd"), lambda p: (p["params"].pop("objective"),
+                                                         p["fitted"].pop("objective_")))
+    _write(old, tmp_path / "old.skd")
+    loaded = load(tmp_path / "old.skd")
+    assert loaded.objective == "score" and BootstrappedScoreEstimator().objective == "auto"
+    assert not hasattr(loaded, "objective_")
+    assert load(tmp_path / "new.skd").objective_ == "score"
+    np.testing.assert_array_equal(loaded.score_samples(X[:5]), est.score_samples(X[:5]))

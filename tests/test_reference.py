@@ -238,21 +238,27 @@ class _SpoiledReference(BootstrappedScoreEstimator):
         return result
 
 
-@pytest.mark.parametrize("spoil", ["normal", "mixture"])
-def test_auto_reference_keeps_the_networks_the_held_out_rows_prefer(spoil, tmp_path):
+@pytest.mark.parametrize("spoil, n_networks", [("normal", 2), ("mixture", 2), ("normal", 3)])
+def test_auto_reference_keeps_the_networks_the_held_out_rows_prefer(spoil, n_networks, tmp_path):
     from sklearn_diffusion import persistence
 
     rng = np.random.default_rng(3)
     X = np.concatenate([rng.normal(-2, 0.5, (300, 2)), rng.normal(2, 1.0, (300, 2))])
     kw = dict(hidden_layer_sizes=(16,), max_iter=100, n_steps=8, column_transform="standardize",
-              reference="auto", random_state=0)
+              reference="auto", n_networks=n_networks, random_state=0)
     est = type("Spoiled", (_SpoiledReference,), {"spoil": spoil})(**kw).fit(X)
     kept = list(est.member_references_)
-    # One network is left: the unspoiled one, or (with the mixture's network
-    # spoiled) the mixture alone, whose correction is zeroed.
-    assert len(kept) == 1 and not isinstance(est.model_, ScoreEnsemble)
-    assert kept == (["mixture"] if spoil == "normal" or est.reference_alone_ else ["normal"])
-    assert isinstance(est.model_, MixtureReference) == (kept == ["mixture"])
+    # Only unspoiled networks are left: the mixture's networks (two of the
+    # default three: the ensemble of reference="mixture"), the normal one, or
+    # (with the mixture's network spoiled) the mixture alone, whose
+    # correction is zeroed.
+    if spoil == "normal":
+        assert kept == ["mixture"] * (n_networks - 1)
+    else:
+        assert kept == (["mixture"] if est.reference_alone_ else ["normal"])
+    assert isinstance(est.model_, ScoreEnsemble) == (len(kept) > 1)
+    if len(kept) == 1:
+        assert isinstance(est.model_, MixtureReference) == (kept == ["mixture"])
     assert all(float(layer.output.weight.abs().max()) < 1.0
                for layer in est.model_.modules() if isinstance(layer, ScoreMLP))
     assert est.smoothing_scores_[np.isfinite(est.smoothing_scores_)].max() > -4.5
@@ -262,6 +268,23 @@ def test_auto_reference_keeps_the_networks_the_held_out_rows_prefer(spoil, tmp_p
     loaded = persistence.load(tmp_path / "auto.pt")
     assert list(loaded.member_references_) == kept
     np.testing.assert_array_equal(loaded.score_samples(X[:10]), est.score_samples(X[:10]))
+
+
+def test_auto_reference_trains_mixture_networks_when_too_few_rows_could_choose():
+    # 100 rows leave 10 held-out rows, under the 20 a choice needs: every
+    # network is trained on the mixture (reference="mixture"'s ensemble);
+    # 300 rows leave 30, and the networks alternate.
+    class Planned(BootstrappedScoreEstimator):
+        def _fit_model(self, *args, **kwargs):
+            result = super()._fit_model(*args, **kwargs)
+            self.planned = list(self.member_references_)  # before the held-out choice
+            return result
+
+    X = np.random.default_rng(0).normal(size=(300, 2))
+    kw = dict(hidden_layer_sizes=(8,), max_iter=20, n_steps=4, reference="auto", n_networks=3,
+              random_state=0)
+    assert Planned(**kw).fit(X[:100]).planned == ["mixture"] * 3
+    assert Planned(**kw).fit(X).planned == ["mixture", "normal", "mixture"]
 
 
 def test_auto_reference_alternates_the_networks_and_checks_the_names():
