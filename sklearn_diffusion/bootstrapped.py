@@ -222,8 +222,9 @@ class BootstrappedScoreEstimator(BaseDiffusionEstimator):
         mixture. Over three seeds of the 36 sets of ``benchmarks/density.py``
         it moved 21 sets up by more than 0.05 nats against two mixture
         networks and none down (median +0.13; musk +15.1 with flow
-        matching, fault +2.0, digits64 +2.0, banana6 +0.31), for about 1.46
-        times the fit time (``benchmarks/results/density4.md``). The
+        matching, fault +2.0, digits64 +2.0, banana6 +0.31), for 1.86 times
+        the fit time (five sets side by side, 1.35 to 3.2 each;
+        ``benchmarks/results/density4.md``). The
         20-row rule was added after the nine smallest sets lost up to 1.3
         nats (WPBC) with the choice made on 7 to 18 rows; it was measured
         on those same sets.
